@@ -1,0 +1,23 @@
+"""mlpnn-jax: the notebook's backprop MLP for MNIST, reimplemented in JAX and validated against it."""
+
+from mlpnn_jax.data import DataError, load_mnist
+from mlpnn_jax.losses import LOSSES, get_loss
+from mlpnn_jax.model import apply, gradients, init_params
+from mlpnn_jax.trainer import ConfigError, DivergenceError, TrainConfig, TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LOSSES",
+    "ConfigError",
+    "DataError",
+    "DivergenceError",
+    "TrainConfig",
+    "TrainResult",
+    "apply",
+    "get_loss",
+    "gradients",
+    "init_params",
+    "load_mnist",
+    "train",
+]

@@ -1,0 +1,256 @@
+"""Load MNIST-format IDX files (gzipped or not) as numpy arrays.
+
+numpy only: this module must not import jax, so that loading data stays fast and usable on its own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DataError", "load_mnist", "read_idx", "write_mnist"]
+
+# The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
+_BUNDLED_DIR = Path(__file__).parent / "mnist"
+
+# IDX magic numbers: 0x00 0x00, data-type code (0x08 = unsigned byte), number of dimensions.
+_IMAGES_MAGIC = 0x00000803  # 2051
+_LABELS_MAGIC = 0x00000801  # 2049
+
+# The four files of an MNIST-format set with their magic numbers, in load_mnist's order.
+_FILES = {
+    "train-images-idx3-ubyte": _IMAGES_MAGIC,
+    "train-labels-idx1-ubyte": _LABELS_MAGIC,
+    "t10k-images-idx3-ubyte": _IMAGES_MAGIC,
+    "t10k-labels-idx1-ubyte": _LABELS_MAGIC,
+}
+_UBYTE = 0x08
+_NUM_CLASSES = 10
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the one-line message names the file and the problem."""
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one unsigned-byte IDX file, gzipped (name ends in .gz) or not.
+
+    Args:
+        path: the IDX file.
+
+    Returns:
+        A read-only uint8 array shaped as the header says, e.g. (N, rows, cols) for images and
+        (N,) for labels; it is a view over the file's bytes (no copy).
+
+    Raises:
+        DataError: the file cannot be read or decompressed, or is not a well-formed IDX file.
+    """
+    path = Path(path)
+    return _parse_idx(_read_bytes(path), path)
+
+
+def load_mnist(
+    data_dir: str | Path | None = None, dtype: str | np.dtype | type = "float32"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load an MNIST-format data set: the bundled MNIST, or the four IDX files in `data_dir`.
+
+    Pixels are scaled to [0, 1] as `uint8 / 255`, computed directly in `dtype`. For float16,
+    float32 and float64 the values are bit-identical to `(pixels.astype(np.float64) / 255.0)`
+    cast to `dtype` (division is correctly rounded, and float64 carries more than twice the
+    digits of the narrower types, so rounding twice never differs from rounding once).
+
+    Args:
+        data_dir: a directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,
+            t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each plain or gzipped (`.gz`;
+            the plain file wins if both exist), e.g. Fashion-MNIST. None loads the bundled
+            MNIST and verifies each decompressed file against the bundled SHA256SUMS.
+        dtype: a numpy floating dtype (name), e.g. "float32" or "float64".
+
+    Returns:
+        (x_train, y_train, x_test, y_test): x_train (N_train, rows*cols) and x_test
+        (N_test, rows*cols) of `dtype` in [0, 1]; y_train (N_train,) and y_test (N_test,) int32
+        in 0..9. For MNIST, N_train = 60000, N_test = 10000, rows*cols = 784. Standard order.
+
+    Raises:
+        ValueError: `dtype` is not a numpy floating dtype.
+        DataError: a file or the directory is missing or malformed, or a checksum differs.
+    """
+    float_dtype = _float_dtype(dtype)
+    if data_dir is None:
+        return _load_dir(_BUNDLED_DIR, float_dtype, _read_checksums(_BUNDLED_DIR / "SHA256SUMS"))
+    return _load_dir(Path(data_dir), float_dtype)
+
+
+def _float_dtype(dtype: object) -> np.dtype:
+    """Return `dtype` as a numpy floating dtype, or raise ValueError naming the option."""
+    try:
+        # np.dtype(None) means float64; refuse it rather than guess.
+        result = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        result = None
+    if result is None or result.kind != "f":
+        raise ValueError(
+            f"dtype: expected a numpy floating dtype such as 'float32' or 'float64', got {dtype!r}"
+        )
+    return result
+
+
+def _load_dir(
+    data_dir: Path, dtype: np.dtype, checksums: Mapping[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load the four files in `data_dir`, checking sha256 of decompressed bytes if `checksums`."""
+    if not data_dir.exists():
+        raise DataError(f"{data_dir}: data directory does not exist")
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory is not a directory")
+    # Locate all four first, so a missing file is reported before the slow reads.
+    paths = [_locate(data_dir, name) for name in _FILES]
+    arrays = []
+    for (name, magic), path in zip(_FILES.items(), paths, strict=True):
+        buf = _read_bytes(path)
+        if checksums is not None:
+            _verify(path, buf, checksums.get(name))
+        arrays.append(_parse_idx(buf, path, magic))
+    x_train, y_train = _pair(arrays[0], arrays[1], paths[0], paths[1], dtype)
+    x_test, y_test = _pair(arrays[2], arrays[3], paths[2], paths[3], dtype)
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(
+            f"{paths[0]} and {paths[2]}: image size mismatch: "
+            f"{arrays[0].shape[1:]} pixels in training images but {arrays[2].shape[1:]} in test"
+        )
+    return x_train, y_train, x_test, y_test
+
+
+def _locate(data_dir: Path, name: str) -> Path:
+    """Return data_dir/name if it exists, else data_dir/name.gz, else raise DataError."""
+    for candidate in (data_dir / name, data_dir / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{data_dir / name}: missing file (expected {name} or {name}.gz)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Return the file's bytes, decompressed if its name ends in .gz."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"{path}: corrupt gzip stream: {exc}") from exc
+
+
+def _verify(path: Path, buf: bytes, expected: str | None) -> None:
+    """Raise DataError unless sha256(buf) equals `expected` (hex)."""
+    if expected is None:
+        raise DataError(f"{path}: no checksum listed for this file in SHA256SUMS")
+    got = hashlib.sha256(buf).hexdigest()
+    if got != expected.lower():
+        raise DataError(f"{path}: checksum mismatch: expected {expected}, got {got}")
+
+
+def _read_checksums(path: Path) -> dict[str, str]:
+    """Parse a sha256sum-format file ("<hex>  <name>" per line) into {name: hex}."""
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read checksum file: {exc}") from exc
+    table = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        digest, _, name = line.strip().partition(" ")
+        name = name.strip().lstrip("*")  # sha256sum marks binary mode with "*"
+        if len(digest) != 64 or not name:
+            raise DataError(f"{path}: malformed checksum line {number}: {line!r}")
+        table[name] = digest
+    return table
+
+
+def _parse_idx(buf: bytes, path: Path, magic: int | None = None) -> np.ndarray:
+    """Return the uint8 array in IDX bytes `buf`; `magic` pins the exact header if given."""
+    if len(buf) < 4:
+        raise DataError(f"{path}: header truncated: expected at least 4 bytes, got {len(buf)}")
+    got_magic = int.from_bytes(buf[:4], "big")
+    if magic is not None and got_magic != magic:
+        raise DataError(f"{path}: wrong magic number: expected {magic}, got {got_magic}")
+    if got_magic >> 8 != _UBYTE or buf[3] == 0:
+        raise DataError(
+            f"{path}: wrong magic number: expected an unsigned-byte IDX file "
+            f"(0x0000080N, N > 0), got {got_magic:#010x}"
+        )
+    ndim = buf[3]
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise DataError(
+            f"{path}: header truncated: expected {header} bytes for {ndim} dimensions, got {len(buf)}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", count=ndim, offset=4))
+    if 0 in shape[1:]:
+        raise DataError(f"{path}: bad dimensions {shape}: sizes after the first must be > 0")
+    expected = math.prod(shape)
+    got = len(buf) - header
+    if got < expected:
+        raise DataError(f"{path}: payload truncated: expected {expected} bytes for shape {shape}, got {got}")
+    if got > expected:
+        raise DataError(
+            f"{path}: payload over-long: expected {expected} bytes for shape {shape}, "
+            f"got {got} ({got - expected} trailing bytes)"
+        )
+    return np.frombuffer(buf, np.uint8, count=expected, offset=header).reshape(shape)
+
+
+def _pair(
+    images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check an images/labels pair and return (pixels (N, rows*cols) in [0, 1], labels int32)."""
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} and {labels_path}: count mismatch: {len(images)} images but {len(labels)} labels"
+        )
+    bad = np.flatnonzero(labels >= _NUM_CLASSES)
+    if bad.size:
+        raise DataError(
+            f"{labels_path}: labels outside 0..{_NUM_CLASSES - 1}: {bad.size} of {len(labels)}, "
+            f"first is {labels[bad[0]]} at index {bad[0]}"
+        )
+    # One allocation, then divide in place: the same correctly rounded uint8 -> dtype division
+    # as `astype(dtype) / 255`, so float64 equals the notebook's `data / 255.0` bit for bit.
+    pixels = images.reshape(len(images), math.prod(images.shape[1:])).astype(dtype)
+    pixels /= dtype.type(255)
+    return pixels, labels.astype(np.int32)
+
+
+def write_mnist(data_dir: str | Path, x_train, y_train, x_test, y_test, shape=(28, 28), gz=True) -> Path:
+    """Writes a data set as the four MNIST IDX files, so that ``load_mnist(data_dir)`` reads it back.
+
+    Args:
+        data_dir: the directory to write (created if missing).
+        x_train: (n, rows * cols) pixels in [0, 1] (or uint8 0..255).  y_train: (n,) labels 0..9.
+        x_test, y_test: likewise, (m, rows * cols) and (m,).
+        shape: (rows, cols) of one image.  gz: gzip the files.
+    Returns:
+        The directory.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    arrays = (x_train, y_train, x_test, y_test)
+    for (name, magic), a in zip(_FILES.items(), arrays, strict=True):
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            a = np.rint(a * 255)
+        if magic == _IMAGES_MAGIC:
+            a = a.reshape(-1, *shape)
+        a = a.astype(np.uint8)
+        payload = magic.to_bytes(4, "big") + np.array(a.shape, ">u4").tobytes() + a.tobytes()
+        (data_dir / (name + ".gz" if gz else name)).write_bytes(gzip.compress(payload, 1) if gz else payload)
+    return data_dir

@@ -1,0 +1,113 @@
+"""The MLP: one params pytree {"W1": (D, H1), "b1": (H1,), ..., "WL": (H_{L-1}, K), "bL": (K,)}.
+
+Layers compute ``x @ W + b``; hidden layers apply tanh (the notebook's) or relu; the model returns logits.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlpnn_jax.losses import get_loss
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+INITS = ("lecun", "glorot", "notebook")
+
+
+def num_layers(params):
+    """L for a params dict with keys W1, b1, ..., WL, bL."""
+    return len(params) // 2
+
+
+def init_params(key, sizes, scheme="glorot", dtype=jnp.float32):
+    """Fresh params for an MLP with layer sizes ``sizes``.
+
+    Args:
+        key: a ``jax.random`` key, or an int seed. "notebook" uses it as the seed of numpy's RandomState.
+        sizes: (D, H1, ..., K), e.g. (784, 1000, 10).
+        scheme: "glorot" (Glorot normal weights), "lecun" (LeCun normal), or "notebook": the notebook's
+            unscaled draws, bit for bit: per neuron randn(fan_in, 1) then rand() for its bias, layer by
+            layer, from ``np.random.RandomState(seed)`` (seed 1 gives the notebook's CE network).
+        dtype: the params' dtype.
+    Returns:
+        The params dict; biases are zero except under "notebook" (U[0, 1)).
+    """
+    if scheme not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {scheme!r}")
+    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"layer sizes must be at least two positive integers; got {tuple(sizes)}")
+    if scheme == "notebook":
+        seed = int(key) if isinstance(key, int) else int(jax.random.randint(key, (), 0, 2**31 - 1))
+        return jax.tree.map(lambda a: jnp.asarray(a, dtype), notebook_draws(sizes, seed))
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    return _random_init(key, tuple(int(n) for n in sizes), scheme, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+def _random_init(key, sizes, scheme, dtype):
+    """Glorot or LeCun normal weights and zero biases, as one compiled program (not one per op)."""
+    init = {"glorot": jax.nn.initializers.glorot_normal(), "lecun": jax.nn.initializers.lecun_normal()}
+    params = {}
+    for i, k in enumerate(jax.random.split(key, len(sizes) - 1), start=1):
+        params[f"W{i}"] = init[scheme](k, (sizes[i - 1], sizes[i]), dtype)
+        params[f"b{i}"] = jnp.zeros((sizes[i],), dtype)
+    return params
+
+
+def notebook_draws(sizes, seed):
+    """The notebook's Perceptron draws for layer sizes ``sizes`` (numpy float64 params dict)."""
+    rng = np.random.RandomState(seed)
+    params = {}
+    for i in range(1, len(sizes)):
+        cols, bias = [], []
+        for _ in range(sizes[i]):  # one Perceptron at a time: its weights, then its bias
+            cols.append(rng.randn(sizes[i - 1], 1))
+            bias.append(rng.rand())
+        params[f"W{i}"], params[f"b{i}"] = np.hstack(cols), np.array(bias)
+    return params
+
+
+def apply(params, x, activation="tanh"):
+    """The MLP's logits.
+
+    Args:
+        params: {"W1": (D, H1), "b1": (H1,), ..., "WL": (H_{L-1}, K), "bL": (K,)}.
+        x: (n, D) inputs (or (D,) for one).
+        activation: "tanh" or "relu", for the hidden layers.
+    Returns:
+        logits (n, K).
+    """
+    act = ACTIVATIONS[activation]
+    L = num_layers(params)
+    for i in range(1, L):
+        x = act(x @ params[f"W{i}"] + params[f"b{i}"])
+    return x @ params[f"W{L}"] + params[f"b{L}"]
+
+
+def mean_loss(params, x, y, loss="ce", activation="tanh", **options):
+    """The mean over the batch of a per-example loss of ``apply(params, x)`` (a scalar)."""
+    return jnp.mean(get_loss(loss, **options)(apply(params, x, activation), y))
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "activation"))
+def _gradients(params, x, y, loss, activation, options):
+    return jax.grad(mean_loss)(params, x, y, loss, activation, **options)
+
+
+def gradients(params, x, y, loss="ce", activation="tanh", **options):
+    """``jax.grad`` of the mean loss: the gradients ``reference.manual_gradients`` computes by hand.
+
+    Args:
+        params: the params dict (float32 or float64 arrays).
+        x: (n, D).  y: (n,) integer labels or (n, K) target distributions.
+        loss: "ce", "kl", "mse", "smooth_ce", "focal" or "hinge".  activation: "tanh" or "relu".
+        **options: label_smoothing, gamma, margin.
+    Returns:
+        A dict with the keys and shapes of ``params``.
+    """
+    get_loss(loss)  # a clear error for an unknown name, before tracing
+    return _gradients(params, x, y, loss, activation, options)

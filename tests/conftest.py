@@ -1,0 +1,40 @@
+"""Test set-up: four CPU devices and 64-bit JAX, both fixed before JAX starts.
+
+Four host devices let the data-parallel tests shard batches on a machine without accelerators; x64 lets
+the validation tests work in float64. Every array the package makes has an explicit dtype, so float32
+code paths stay float32.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import pytest  # noqa: E402
+
+from mlpnn_jax.data import load_mnist, write_mnist  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The bundled MNIST, float32, loaded once."""
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory, mnist):
+    """A small MNIST-format set on disk (the first 1024 training and 256 test images of MNIST)."""
+    x, y, xt, yt = mnist
+    return write_mnist(tmp_path_factory.mktemp("small_mnist"), x[:1024], y[:1024], xt[:256], yt[:256])
+
+
+@pytest.fixture(scope="session")
+def small_mnist(small_mnist_dir):
+    """The small set as arrays (float32)."""
+    return load_mnist(small_mnist_dir)
