@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "load_mnist", "read_idx", "write_mnist"]
+__all__ = ["DataError", "image_size", "load_mnist", "read_idx", "write_mnist"]
 
 # The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
 _BUNDLED_DIR = Path(__file__).parent / "mnist"
@@ -85,6 +85,22 @@ def load_mnist(
     if data_dir is None:
         return _load_dir(_BUNDLED_DIR, float_dtype, _read_checksums(_BUNDLED_DIR / "SHA256SUMS"))
     return _load_dir(Path(data_dir), float_dtype)
+
+
+def image_size(data_dir: str | Path | None = None) -> int | None:
+    """Pixels per image (rows * cols) from the training images' header alone; None if unreadable.
+
+    Lets a caller size a model while the data set is still loading; ``load_mnist`` reports any problem.
+    """
+    try:
+        path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), "train-images-idx3-ubyte")
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            header = f.read(16)
+        magic, _, rows, cols = (int.from_bytes(header[i : i + 4], "big") for i in range(0, 16, 4))
+    except (OSError, EOFError, ValueError, DataError, zlib.error):
+        return None
+    return rows * cols if magic == _IMAGES_MAGIC and rows * cols > 0 else None
 
 
 def _float_dtype(dtype: object) -> np.dtype:

@@ -1,0 +1,77 @@
+"""PNG figures for the CLI: loss curves, accuracy curves and confusion matrices (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from mlpnn_jax.checkpoint import atomic_write
+
+
+def preload():
+    """Imports matplotlib in a background thread, so the import overlaps training instead of following it."""
+    threading.Thread(target=_pyplot, daemon=True).start()
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use (it costs ~0.3 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def loss_curves(path, train, test, ylabel, title=None):
+    """The notebook's figure: train and test loss against epochs (1-based)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(train) + 1)
+    ax.plot(epochs, train, label="train")
+    ax.plot(epochs, test, label="test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def accuracy_curve(path, history):
+    """Test accuracy against epochs, from a training history."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([h["epoch"] for h in history], [100 * h["test_accuracy"] for h in history], marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def confusion(path, cm, title="Confusion matrix"):
+    """A confusion matrix (K, K), true classes down, predictions across, counts in the cells."""
+    plt = _pyplot()
+    k = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    threshold = cm.max() / 2
+    for i in range(k):
+        for j in range(k):
+            color = "white" if cm[i, j] > threshold else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
+    _save(fig, path)

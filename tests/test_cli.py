@@ -1,0 +1,191 @@
+"""The mlpnn-jax command on small data in temporary directories."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlpnn_jax import checkpoint as ckpt
+from mlpnn_jax.cli import main
+
+FAST = ["--hidden", "32", "--batch-size", "64"]
+
+
+def run(capsys, *argv):
+    """(exit code, stdout, stderr) of ``mlpnn-jax ARGV`` run in this process."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_writes_every_file_and_evaluate_reloads_it(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 2, *FAST)
+    assert code == 0
+    expected = {
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint.npz",
+        "loss_curves.png",
+        "accuracy_curve.png",
+        "confusion.png",
+        "confusion.txt",
+    }
+    assert expected <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no leftovers of atomic writes
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden"] == [32] and config["epochs"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"epoch", "train_loss", "test_loss", "test_accuracy", "seconds"} <= set(rows[0])
+    assert stdout.count("epoch ") >= 2 and "test acc" in stdout  # one summary line per epoch
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "confusion.txt").read_text()
+    assert text.startswith("Confusion matrix:\n[[")
+
+    code, stdout, _ = run(capsys, "evaluate", out)
+    assert code == 0
+    accuracy = float(stdout.split("Accuracy=")[1])
+    assert accuracy == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)
+    assert stdout.split("Accuracy=")[0] == text.split("Accuracy=")[0]
+
+
+def test_resume_continues_to_the_same_result(capsys, tmp_path, small_mnist_dir):
+    args = ["--data-dir", small_mnist_dir, "--epochs", 3, "--seed", 5, *FAST]
+    assert run(capsys, "train", "--out", tmp_path / "full", *args)[0] == 0
+    # an interrupted run: epochs 1 and 2 of the same config, then resumed
+    assert run(capsys, "train", "--out", tmp_path / "part", *args, "--target-accuracy", 0.01)[0] == 0
+    meta = ckpt.load(tmp_path / "part" / ckpt.CHECKPOINT)[2]
+    assert meta["epoch"] == 1
+    # the run stopped at its target; resuming a run with a target would stop again, so clear it
+    meta["config"]["target_accuracy"] = None
+    with np.load(tmp_path / "part" / ckpt.CHECKPOINT) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "part" / ckpt.CHECKPOINT, **arrays)
+    code, _, _ = run(capsys, "train", "--resume", tmp_path / "part")
+    assert code == 0
+    full = ckpt.load(tmp_path / "full" / ckpt.CHECKPOINT)
+    resumed = ckpt.load(tmp_path / "part" / ckpt.CHECKPOINT)
+    assert all(np.array_equal(full[0][k], resumed[0][k]) for k in full[0])
+    assert [h["test_loss"] for h in full[2]["history"]] == [h["test_loss"] for h in resumed[2]["history"]]
+    # resuming again: nothing left to do; and options cannot be changed on resume
+    assert run(capsys, "train", "--resume", tmp_path / "part")[0] == 2
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "part", "--lr", 1)
+    assert code == 2 and "drop --lr" in err
+
+
+def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--lr", 1000, *FAST)
+    assert code == 1
+    assert "diverged at epoch 1" in err and "lower --lr" in err
+    assert not (out / ckpt.CHECKPOINT).exists()  # epoch 1 was bad: there was no good state to keep
+    # a good first epoch, then a diverging learning rate: the good checkpoint stays
+    run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST)
+    before = (out / ckpt.CHECKPOINT).read_bytes()
+    code, _, err = run(
+        capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--overwrite", "--lr", 1000, *FAST
+    )
+    assert code == 1 and (out / ckpt.CHECKPOINT).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--loss", "l1"], "--loss: expected one of"),
+        (["train", "--lr", "-1"], "--lr: expected a positive number, got -1.0"),
+        (["train", "--hidden", "0"], "--hidden: expected one or more positive layer sizes"),
+        (["train", "--batch-size", "100000"], "--batch-size: expected at most the 1024 training samples"),
+        (["train", "--data-dir", "/nonexistent/mnist"], "--data-dir: /nonexistent/mnist is not a directory"),
+        (["train", "--resume", "/nonexistent/run"], "/nonexistent/run/checkpoint.npz: no checkpoint there"),
+        (["evaluate", "/nonexistent/run"], "no checkpoint there"),
+        (["reproduce", "--engine", "numpy", "--dtype", "float32"], "--dtype: the numpy engine"),
+        (["reproduce", "--epochs", "0"], "--epochs: expected a positive integer"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, argv, message):
+    if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv:
+        argv = [*argv, "--data-dir", str(small_mnist_dir), "--out", str(tmp_path / "run")]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--optimizer"])
+    assert e.value.code == 2
+
+
+def test_out_dir_with_a_run_is_not_overwritten(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST]
+    assert run(capsys, *args)[0] == 0
+    before = (out / ckpt.CHECKPOINT).read_bytes()
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "already holds a run" in err
+    assert (out / ckpt.CHECKPOINT).read_bytes() == before
+
+
+@pytest.mark.parametrize("engine", ["jax", "numpy"])
+def test_reproduce_writes_curves_and_prints_the_notebooks_lines(capsys, tmp_path, small_mnist_dir, engine):
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--loss", "both", "--epochs", 6, "--print-every", 3, "--hidden", 16]
+    code, stdout, _ = run(capsys, *argv, "--engine", engine, "--data-dir", small_mnist_dir, "--out", out)
+    assert code == 0
+    for loss in ("ce", "kl"):
+        for suffix in ("_losses.csv", "_loss_curves.png", "_confusion.png", "_confusion.txt"):
+            assert (out / f"{loss}{suffix}").is_file()
+    rows = (out / "ce_losses.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,test_loss" and len(rows) == 7
+    lines = [line for line in stdout.splitlines() if line.startswith("[epoch")]
+    assert len(lines) == 4  # epochs 3 and 6, for each loss
+    ce_train = [float(r.split(",")[1]) for r in rows[1:]]
+    assert lines[0] == f"[epoch 3] loss: {ce_train[2]:.4f}"
+    kl_rows = (out / "kl_losses.csv").read_text().splitlines()[1:]
+    assert all(float(r.split(",")[1]) < 0 for r in kl_rows)  # the KL "loss" printed negative
+    assert stdout.count("Confusion matrix:") == 2 and stdout.count("Accuracy=") == 2
+
+
+def test_jax_and_numpy_reproductions_print_the_same_digits(capsys, tmp_path, small_mnist_dir):
+    argv = ["reproduce", "--loss", "ce", "--epochs", 8, "--print-every", 2, "--hidden", 16]
+    outs = []
+    for engine in ("jax", "numpy"):
+        code, stdout, _ = run(
+            capsys, *argv, "--engine", engine, "--data-dir", small_mnist_dir, "--out", tmp_path / engine
+        )
+        assert code == 0
+        outs.append(
+            [line for line in stdout.splitlines() if line.startswith(("[epoch", "Accuracy", " [", "[["))]
+        )
+    assert outs[0] == outs[1] and len(outs[0]) > 4
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "mlpnn_jax", "train", "--data-dir", small_mnist_dir, "--out", out]
+    cmd += ["--epochs", "100000", "--hidden", "8", "--batch-size", "512", "--platform", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:  # wait until an epoch has finished
+            if line.startswith("epoch"):
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "continue with: mlpnn-jax train --resume" in stdout
+    meta = ckpt.load(out / ckpt.CHECKPOINT)[2]
+    assert meta["epoch"] >= 1 and len(meta["history"]) == meta["epoch"]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == meta["epoch"]
