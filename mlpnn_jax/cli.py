@@ -34,6 +34,10 @@ def _run_dir(out, kind):
 
 def _setup_jax(args, x64=False):
     """Platform, 64-bit mode and (multi-host) distributed set-up, before JAX touches a device."""
+    if getattr(args, "deterministic", False):  # read when the backend starts, so set it first
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true"
+        ).strip()
     import jax
 
     if getattr(args, "platform", None):
@@ -141,6 +145,11 @@ def _add_train_parser(sub):
 
 def _add_platform_options(p, multihost=False):
     p.add_argument("--platform", choices=["cpu", "gpu", "tpu"], help="default: what JAX finds")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="GPU: deterministic XLA ops (--xla_gpu_deterministic_ops): bit-identical reruns, slower",
+    )
     if multihost:
         p.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
         p.add_argument("--num-processes", type=int, help="multi-host: number of processes")
@@ -433,7 +442,8 @@ def _reproduce_one(args, loss, network, data, sigint):
         params = jax.tree.map(lambda a: a.astype(args.dtype), network.params)
         data = tuple(a.astype(args.dtype) if a.dtype.kind == "f" else a for a in data)
         chunk = args.print_every or args.epochs
-        params, train, test = run_notebook(params, data, loss, args.epochs, chunk=chunk, on_chunk=report)
+        with jax.default_matmul_precision(args.precision):
+            params, train, test = run_notebook(params, data, loss, args.epochs, chunk=chunk, on_chunk=report)
         net = reference.MLPNN.from_params(jax.tree.map(np.asarray, params))
     if bar is not None:
         bar.close()
@@ -476,6 +486,12 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=2000)
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--engine", choices=["jax", "numpy"], default="jax")
+    p.add_argument(
+        "--precision",
+        choices=["default", "high", "highest"],
+        default="highest",
+        help="JAX matmul precision (highest: no TF32/bf16 passes on GPU/TPU)",
+    )
     p.add_argument("--print-every", type=int, default=200)
     p.add_argument("--hidden", type=int, default=1000, help="hidden units (the notebook: 1000)")
     p.add_argument("--data-dir", help="a directory of MNIST-format IDX files (default: the bundled MNIST)")

@@ -151,9 +151,7 @@ def test_parse_idx_round_trip(arr: np.ndarray) -> None:
 
 def test_data_module_does_not_import_jax() -> None:
     tree = ast.parse(Path(data.__file__).read_text())
-    imported = {
-        alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names
-    }
+    imported = {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in imported if m.split(".")[0] in {"jax", "jaxlib"}}
 
@@ -348,9 +346,7 @@ def test_load_dir_verifies_checksums(tmp_path: Path) -> None:
     assert str(tmp_path / f"{TEST_IMAGES}.gz") in assert_one_line(exc)
 
 
-def test_bundled_load_verifies_but_user_dir_does_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bundled_load_verifies_but_user_dir_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = make_arrays()
     write_set(tmp_path, arrays, gz=(True,) * 4)
     write(tmp_path, "SHA256SUMS", _sha256sums(arrays).encode())
