@@ -1,6 +1,7 @@
 """mlpnn-jax: the notebook's backprop MLP for MNIST, reimplemented in JAX and validated against it."""
 
 from mlpnn_jax.data import DataError, load_mnist
+from mlpnn_jax.gradcheck import GradcheckUsageError, Report, check_backprop
 from mlpnn_jax.losses import LOSSES, get_loss
 from mlpnn_jax.model import apply, gradients, init_params
 from mlpnn_jax.trainer import ConfigError, DivergenceError, TrainConfig, TrainResult, train
@@ -12,9 +13,12 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DivergenceError",
+    "GradcheckUsageError",
+    "Report",
     "TrainConfig",
     "TrainResult",
     "apply",
+    "check_backprop",
     "get_loss",
     "gradients",
     "init_params",

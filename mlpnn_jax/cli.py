@@ -165,8 +165,12 @@ def _train_config(args):
 
     given = {k: getattr(args, k) for k in [*TRAIN_OPTIONS, "hidden", "standardize"]}
     given = {k: v for k, v in given.items() if v is not None}
-    if "data_dir" in given and not Path(given["data_dir"]).is_dir():
-        raise UsageError(f"--data-dir: {given['data_dir']} is not a directory")
+    if "data_dir" in given:
+        if not Path(given["data_dir"]).is_dir():
+            raise UsageError(f"--data-dir: {given['data_dir']} is not a directory")
+        given["data_dir"] = str(
+            Path(given["data_dir"]).resolve()
+        )  # so evaluate and resume work from anywhere
     return TrainConfig(**given), given
 
 
@@ -186,10 +190,13 @@ def cmd_train(args):
     else:
         config, _ = _train_config(args)
         run_dir = _run_dir(args.out, "train")
-        if (run_dir / checkpoint.CHECKPOINT).exists() and not args.overwrite:
-            raise UsageError(
-                f"--out: {run_dir} already holds a run; --resume it, --overwrite it, or pick another"
-            )
+        if (run_dir / checkpoint.CHECKPOINT).exists():
+            if not args.overwrite:
+                raise UsageError(
+                    f"--out: {run_dir} already holds a run; --resume it, --overwrite it, or pick another"
+                )
+            for name in (checkpoint.CHECKPOINT, "metrics.jsonl"):  # leave no state of the replaced run
+                (run_dir / name).unlink(missing_ok=True)
     jax = _setup_jax(args, x64=config.dtype == "float64")
     from mlpnn_jax import trainer as T
     from mlpnn_jax.data import load_mnist
@@ -466,8 +473,14 @@ def _write_reproduction(run_dir, loss, train, test):
 def cmd_gradcheck(args):
     from mlpnn_jax.gradcheck import run_gradcheck
 
+    options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
     return run_gradcheck(
-        args.target, loss=args.loss, soft_targets=args.soft_targets, as_json=args.json, seed=args.seed
+        args.target,
+        loss=args.loss,
+        soft_targets=args.soft_targets,
+        as_json=args.json,
+        seed=args.seed,
+        **options,
     )
 
 
@@ -510,7 +523,10 @@ def build_parser():
     p.add_argument("--loss", default="ce", help="ce, kl, mse, smooth_ce, focal or hinge")
     p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
+    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
+    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
+    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
     p.set_defaults(func=cmd_gradcheck)
     return parser
 

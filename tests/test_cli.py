@@ -85,14 +85,16 @@ def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist
     code, _, err = run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--lr", 1000, *FAST)
     assert code == 1
     assert "diverged at epoch 1" in err and "lower --lr" in err
-    assert not (out / ckpt.CHECKPOINT).exists()  # epoch 1 was bad: there was no good state to keep
-    # a good first epoch, then a diverging learning rate: the good checkpoint stays
-    run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST)
-    before = (out / ckpt.CHECKPOINT).read_bytes()
-    code, _, err = run(
-        capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--overwrite", "--lr", 1000, *FAST
-    )
-    assert code == 1 and (out / ckpt.CHECKPOINT).read_bytes() == before
+    assert not (out / ckpt.CHECKPOINT).exists()  # epoch 1 was already bad: no good state to keep
+    # a learning rate that warms up into divergence: the first epochs are good, a later one explodes
+    ramp = ["--optimizer", "sgd", "--lr", 300, "--warmup", 0.9, "--epochs", 10, "--label-smoothing", 0]
+    code, _, err = run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, *ramp, *FAST)
+    assert code == 1
+    bad = int(err.split("diverged at epoch ")[1].split(":")[0])
+    assert bad >= 2 and f"the checkpoint of epoch {bad - 1} is kept" in err
+    meta = ckpt.load(out / ckpt.CHECKPOINT)[2]
+    assert meta["epoch"] == bad - 1 and np.isfinite([h["train_loss"] for h in meta["history"]]).all()
+    assert run(capsys, "evaluate", out)[0] == 0  # and it is usable
 
 
 @pytest.mark.parametrize(
@@ -124,7 +126,7 @@ def test_argparse_errors_exit_2(capsys):
     assert e.value.code == 2
 
 
-def test_out_dir_with_a_run_is_not_overwritten(capsys, tmp_path, small_mnist_dir):
+def test_out_dir_with_a_run_is_not_overwritten_without_consent(capsys, tmp_path, small_mnist_dir):
     out = tmp_path / "run"
     args = ["train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST]
     assert run(capsys, *args)[0] == 0
@@ -132,6 +134,9 @@ def test_out_dir_with_a_run_is_not_overwritten(capsys, tmp_path, small_mnist_dir
     code, _, err = run(capsys, *args)
     assert code == 2 and "already holds a run" in err
     assert (out / ckpt.CHECKPOINT).read_bytes() == before
+    # --overwrite replaces the whole run: a diverging replacement leaves no stale checkpoint behind
+    code, _, _ = run(capsys, *args, "--overwrite", "--lr", 1000)
+    assert code == 1 and not (out / ckpt.CHECKPOINT).exists()
 
 
 @pytest.mark.parametrize("engine", ["jax", "numpy"])

@@ -68,13 +68,8 @@ def test_two_processes_train_together(tmp_path, one_device):
     """Two processes on 127.0.0.1 (one CPU device each, gloo collectives) end where one process does."""
     out = tmp_path / "two"
     port = free_port()
-    procs = [
-        mlpnn(
-            ["train", *COMMAND, "--out", out, "--coordinator", f"127.0.0.1:{port}"]
-            + ["--num-processes", 2, "--process-id", i]
-        )
-        for i in (0, 1)
-    ]
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", 2]
+    procs = [mlpnn(["train", *COMMAND, "--out", out, *cluster, "--process-id", i]) for i in (0, 1)]
     logs = [finish(p) for p in procs]
     assert "on 2 cpu device(s)" in logs[0]
     assert "epoch" not in logs[1]  # only process 0 prints ...
