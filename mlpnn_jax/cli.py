@@ -382,7 +382,12 @@ def cmd_reproduce(args):
     import reference
     from mlpnn_jax.data import load_mnist
 
-    data = load_mnist(args.data_dir, dtype="float64")
+    data = load_mnist(args.data_dir, dtype=args.dtype)
+    test_set = data[2:]  # evaluate() below needs the test set on the host
+    if args.engine == "jax":  # one copy on the device for both runs, none left behind on the host
+        import jax.numpy as jnp
+
+        data = tuple(jnp.asarray(a) for a in data)
     run_dir.mkdir(parents=True, exist_ok=True)
     inits = dict(
         zip(
@@ -401,7 +406,7 @@ def cmd_reproduce(args):
             print(f"== {'cross-entropy' if loss == 'ce' else 'KL divergence'} ==", flush=True)
             train, test, net = _reproduce_one(args, loss, inits[loss], data, sigint)
             _write_reproduction(run_dir, loss, train, test)
-            cm, acc = reference.evaluate(net, data[2], data[3])  # prints as the notebook did
+            cm, acc = reference.evaluate(net, *test_set)  # prints as the notebook did
             _write_confusion(run_dir / f"{loss}_confusion", cm, acc)
             if sigint.requested:
                 print(f"interrupted after epoch {len(train)}; wrote {run_dir}")
@@ -447,7 +452,6 @@ def _reproduce_one(args, loss, network, data, sigint):
         from mlpnn_jax.reproduce import run_notebook
 
         params = jax.tree.map(lambda a: a.astype(args.dtype), network.params)
-        data = tuple(a.astype(args.dtype) if a.dtype.kind == "f" else a for a in data)
         chunk = args.print_every or args.epochs
         with jax.default_matmul_precision(args.precision):
             params, train, test = run_notebook(params, data, loss, args.epochs, chunk=chunk, on_chunk=report)
