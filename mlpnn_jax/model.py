@@ -47,14 +47,26 @@ def init_params(key, sizes, scheme="glorot", dtype=jnp.float32):
     return _random_init(key, tuple(int(n) for n in sizes), scheme, jnp.dtype(dtype))
 
 
+# A truncated normal on [-2, 2] has std 0.8796; dividing by it gives the target std (as jax.nn.initializers).
+_TRUNCATED_STD = 0.87962566103423978
+
+
 @functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
 def _random_init(key, sizes, scheme, dtype):
-    """Glorot or LeCun normal weights and zero biases, as one compiled program (not one per op)."""
-    init = {"glorot": jax.nn.initializers.glorot_normal(), "lecun": jax.nn.initializers.lecun_normal()}
-    params = {}
-    for i, k in enumerate(jax.random.split(key, len(sizes) - 1), start=1):
-        params[f"W{i}"] = init[scheme](k, (sizes[i - 1], sizes[i]), dtype)
-        params[f"b{i}"] = jnp.zeros((sizes[i],), dtype)
+    """Glorot or LeCun normal weights (truncated at 2 std, as jax.nn.initializers) and zero biases.
+
+    All weights come from one flat draw, scaled per layer: the same distribution as drawing each layer
+    alone, but one random-number kernel to compile instead of one per shape (0.1 s, not 0.6 s, on a CPU).
+    """
+    shapes = [(sizes[i - 1], sizes[i]) for i in range(1, len(sizes))]
+    flat = jax.random.truncated_normal(key, -2.0, 2.0, (sum(a * b for a, b in shapes),), dtype)
+    params, start = {}, 0
+    for i, (fan_in, fan_out) in enumerate(shapes, start=1):
+        variance = 2.0 / (fan_in + fan_out) if scheme == "glorot" else 1.0 / fan_in
+        w = flat[start : start + fan_in * fan_out].reshape(fan_in, fan_out)
+        params[f"W{i}"] = w * jnp.asarray(variance**0.5 / _TRUNCATED_STD, dtype)
+        params[f"b{i}"] = jnp.zeros((fan_out,), dtype)
+        start += fan_in * fan_out
     return params
 
 

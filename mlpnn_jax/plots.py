@@ -26,7 +26,8 @@ def _pyplot():
 def _save(fig, path):
     plt = _pyplot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.tight_layout()  # not bbox_inches="tight", which renders the figure twice
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
