@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -18,6 +20,7 @@ import numpy as np
 
 CHECKPOINT = "checkpoint.npz"
 FORMAT_VERSION = 1
+META_KEYS = ("config", "epoch", "history", "input_stats")
 
 
 class CheckpointError(ValueError):
@@ -32,6 +35,9 @@ def atomic_write(path, write):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a run's files are as shareable as any
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -82,12 +88,19 @@ def load(path, opt_state_template=None):
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # our handle: closed on errors too
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a readable checkpoint (its meta is not a JSON object)")
+    if meta.get("format", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer mlpnn-jax (format {meta['format']!r})")
+    missing = [k for k in META_KEYS if k not in meta]
     params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}
+    if missing or "W1" not in params or len(params) % 2:
+        raise CheckpointError(f"{path}: incomplete checkpoint (missing {missing or 'params'})")
     opt_state = None
     if opt_state_template is not None:
         leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("opt_state/"))]

@@ -174,6 +174,25 @@ def _train_config(args):
     return TrainConfig(**given), given
 
 
+RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "checkpoint.npz",
+    "loss_curves.png",
+    "accuracy_curve.png",
+    "confusion.png",
+    "confusion.txt",
+)
+
+
+def _make_dir(run_dir, option="--out"):
+    """Creates ``run_dir`` (an empty directory harms nothing), or says in one line why it cannot."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{option}: cannot create {run_dir}: {e.strerror}") from None
+
+
 def cmd_train(args):
     from mlpnn_jax import checkpoint
     from mlpnn_jax.trainer import TrainConfig
@@ -181,22 +200,18 @@ def cmd_train(args):
     if args.resume:
         run_dir = Path(args.resume)
         _, given = _train_config(args)
+        given = [*given, *(["out"] if args.out else []), *(["overwrite"] if args.overwrite else [])]
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise UsageError(f"--resume continues {run_dir} with its own config; drop {flags}")
-        path = run_dir / checkpoint.CHECKPOINT
-        meta = checkpoint.load(path)[2]
-        config = TrainConfig.from_json(meta["config"])
+            raise UsageError(f"--resume continues {run_dir} in place with its own config; drop {flags}")
+        config = TrainConfig.from_json(checkpoint.load(run_dir / checkpoint.CHECKPOINT)[2]["config"])
     else:
         config, _ = _train_config(args)
         run_dir = _run_dir(args.out, "train")
-        if (run_dir / checkpoint.CHECKPOINT).exists():
-            if not args.overwrite:
-                raise UsageError(
-                    f"--out: {run_dir} already holds a run; --resume it, --overwrite it, or pick another"
-                )
-            for name in (checkpoint.CHECKPOINT, "metrics.jsonl"):  # leave no state of the replaced run
-                (run_dir / name).unlink(missing_ok=True)
+        if (run_dir / checkpoint.CHECKPOINT).exists() and not args.overwrite:
+            raise UsageError(
+                f"--out: {run_dir} already holds a run; --resume it, --overwrite it, or pick another"
+            )
     jax = _setup_jax(args, x64=config.dtype == "float64")
     from mlpnn_jax import trainer as T
     from mlpnn_jax.data import load_mnist
@@ -206,35 +221,24 @@ def cmd_train(args):
         from mlpnn_jax import plots
 
         plots.preload()
+        _make_dir(run_dir)
     data = T.Background(load_mnist, config.data_dir, dtype=config.dtype)  # overlaps the compiles
     resume = None
     if args.resume:
-        data = data.result()
-        trainer = T.Trainer(config, data[0].shape[0])
-        template = trainer.optimizer.init(T.initial_params(config, data[0].shape[1]))
-        params, opt_state, meta = checkpoint.load(path, template)
-        resume = {
-            "train_params": params,
-            "opt_state": opt_state,
-            "history": meta["history"],
-            "input_stats": meta["input_stats"],
-        }
-        if len(meta["history"]) >= config.epochs:
+        resume = T.load_resume(run_dir / checkpoint.CHECKPOINT, config)
+        if len(resume["history"]) >= config.epochs:
             raise UsageError(f"--resume: {run_dir} already finished its {config.epochs} epochs")
-    if lead:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_json(run_dir / "config.json", config.to_json())
     n_dev = len(jax.devices())
-    done = len(resume["history"]) if resume else 0
-    bar = _progress(config.epochs, "train", done) if lead else None
+    bar = _progress(config.epochs, "train", len(resume["history"]) if resume else 0) if lead else None
     if lead:
-        _say(
-            bar,
-            f"training {config.hidden} {config.loss} on {n_dev} {jax.devices()[0].platform} device(s);"
-            f" run: {run_dir}",
-        )
+        platform = jax.devices()[0].platform
+        _say(bar, f"training {config.hidden} {config.loss} on {n_dev} {platform} device(s); run: {run_dir}")
 
     def save(result):
+        if result.epochs_run == 1:  # the new run's first good epoch: only now replace an old run's files
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            checkpoint.write_json(run_dir / "config.json", config.to_json())
         meta = {
             "config": config.to_json(),
             "epoch": result.epochs_run,
@@ -242,21 +246,19 @@ def cmd_train(args):
             "input_stats": list(result.input_stats),
         }
         checkpoint.save(run_dir / checkpoint.CHECKPOINT, result.train_params, result.opt_state, meta)
-        lines = "".join(json.dumps(h) + "\n" for h in result.history)
-        checkpoint.write_text(run_dir / "metrics.jsonl", lines)
-
-    last = {}
+        checkpoint.write_text(
+            run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in result.history)
+        )
 
     def on_epoch(record, result):
-        last["result"] = result
         if lead:
             save(result)
-            line = (
+            _say(
+                bar,
                 f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  test loss"
                 f" {record['test_loss']:.4f}  test acc {100 * record['test_accuracy']:.2f}%"
-                f"  {record['seconds']:.2f} s"
+                f"  {record['seconds']:.2f} s",
             )
-            _say(bar, line)
             if bar is not None:
                 bar.set_postfix(
                     loss=f"{record['train_loss']:.4f}", acc=f"{100 * record['test_accuracy']:.2f}%"
@@ -267,26 +269,19 @@ def cmd_train(args):
     try:
         with _StopOnSigint() as sigint:
             result = T.train(config, data, resume=resume, on_epoch=on_epoch)
-            data = data.result() if isinstance(data, T.Background) else data
     except T.DivergenceError as e:
-        if bar is not None:
-            bar.close()
-        kept = (
-            "" if "result" not in last else f"; the checkpoint of epoch {last['result'].epochs_run} is kept"
-        )
-        print(f"mlpnn-jax train: diverged at {e}{kept} in {run_dir}", file=sys.stderr)
+        good = e.last_good
+        kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run_dir}" if good else ""
+        print(f"mlpnn-jax train: diverged at {e}{kept}", file=sys.stderr)
         return 1
     finally:
         if bar is not None:
             bar.close()
     if lead:
-        _finish_train(result, data, run_dir)
+        _finish_train(result, data.result(), run_dir)
     if sigint.requested:
         if lead:
-            print(
-                f"interrupted after epoch {result.epochs_run};"
-                f" continue with: mlpnn-jax train --resume {run_dir}"
-            )
+            print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run_dir}")
         return INTERRUPTED
     return 0
 
@@ -298,13 +293,19 @@ def _finish_train(result, data, run_dir):
     hist = result.history
     best = max(hist, key=lambda h: h["test_accuracy"])
     reached = next((h for h in hist if h["test_accuracy"] >= (result.config.target_accuracy or 2)), None)
-    cm, acc = _confusion(result.params, data[2], data[3], result.config.activation)
+    c = result.config
+    cm, acc = _confusion(result.params, data[2], data[3], c.activation, c.precision)
     _write_confusion(run_dir / "confusion", cm, acc)
     plots.loss_curves(
         run_dir / "loss_curves.png",
         [h["train_loss"] for h in hist],
         [h["test_loss"] for h in hist],
-        f"{result.config.loss} loss (mean)",
+        f"{result.config.loss} loss (mean)"
+        + (
+            f"; train: smoothed targets (eps {result.config.label_smoothing})"
+            if result.config.label_smoothing
+            else ""
+        ),
     )
     plots.accuracy_curve(run_dir / "accuracy_curve.png", hist)
     print(
@@ -322,11 +323,11 @@ def _finish_train(result, data, run_dir):
     )
 
 
-def _confusion(params, x, y, activation):
+def _confusion(params, x, y, activation, precision="default"):
     """(confusion matrix (10, 10), accuracy) of params on raw inputs x (m, D), labels y (m,)."""
     from mlpnn_jax.trainer import confusion_matrix, predict
 
-    cm = confusion_matrix(y, predict(params, x, activation))
+    cm = confusion_matrix(y, predict(params, x, activation, precision))
     return cm, float(cm.trace() / cm.sum())
 
 
@@ -359,7 +360,10 @@ def cmd_evaluate(args):
         raise UsageError(
             f"--data-dir: its images have {x_test.shape[1]} pixels; the model takes {params['W1'].shape[0]}"
         )
-    cm, acc = _confusion(fold_input_stats(params, meta["input_stats"]), x_test, y_test, config.activation)
+    if x_test.shape[0] == 0:
+        raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
+    params = fold_input_stats(params, meta["input_stats"])
+    cm, acc = _confusion(params, x_test, y_test, config.activation, config.precision)
     print("Confusion matrix:\n%s" % cm)  # noqa: UP031
     print(f"Accuracy={acc}")
     return 0
@@ -375,9 +379,13 @@ def cmd_reproduce(args):
         raise UsageError(f"--epochs: expected a positive integer, got {args.epochs}")
     if args.print_every < 0:
         raise UsageError(f"--print-every: expected 0 (never) or a positive integer, got {args.print_every}")
+    if args.hidden < 1:
+        raise UsageError(f"--hidden: expected a positive number of hidden units, got {args.hidden}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise UsageError(f"--data-dir: {args.data_dir} is not a directory")
     run_dir = _run_dir(args.out, "reproduce")
+    if any((run_dir / f"{loss}_losses.csv").exists() for loss in ("ce", "kl")) and not args.overwrite:
+        raise UsageError(f"--out: {run_dir} already holds a reproduction; --overwrite it or pick another")
     _setup_jax(args, x64=args.dtype == "float64")
     import reference
     from mlpnn_jax.data import load_mnist
@@ -388,7 +396,7 @@ def cmd_reproduce(args):
         import jax.numpy as jnp
 
         data = tuple(jnp.asarray(a) for a in data)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(run_dir)
     inits = dict(
         zip(
             ("ce", "kl"),
@@ -452,7 +460,7 @@ def _reproduce_one(args, loss, network, data, sigint):
         from mlpnn_jax.reproduce import run_notebook
 
         params = jax.tree.map(lambda a: a.astype(args.dtype), network.params)
-        chunk = args.print_every or args.epochs
+        chunk = args.print_every or min(args.epochs, 100)  # Ctrl-C and the progress bar act between chunks
         with jax.default_matmul_precision(args.precision):
             params, train, test = run_notebook(params, data, loss, args.epochs, chunk=chunk, on_chunk=report)
         net = reference.MLPNN.from_params(jax.tree.map(np.asarray, params))
@@ -513,6 +521,9 @@ def build_parser():
     p.add_argument("--hidden", type=int, default=1000, help="hidden units (the notebook: 1000)")
     p.add_argument("--data-dir", help="a directory of MNIST-format IDX files (default: the bundled MNIST)")
     p.add_argument("--out", help="output directory (default runs/reproduce-TIMESTAMP)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the reproduction in --out if there is one"
+    )
     _add_platform_options(p)
     p.set_defaults(func=cmd_reproduce)
 

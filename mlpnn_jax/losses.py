@@ -55,7 +55,11 @@ def focal(logits, targets, gamma=DEFAULT_OPTIONS["gamma"], **_):
     logp = jax.nn.log_softmax(logits)
     q = -jnp.expm1(logp)  # 1 - p, exact when p is near 1
     t = as_targets(targets, logits.shape[-1], logp.dtype)
-    return -jnp.sum(t * q**gamma * logp, axis=-1)
+    # q**gamma has an infinite derivative at q = 0 for gamma < 1, times log p = 0 there: NaN. Where p is
+    # exactly 1 the term is 0 for gamma > 0 (and log p = 0 for gamma = 0), so give it a constant there.
+    pos = q > 0
+    weight = jnp.where(pos, jnp.where(pos, q, 1.0) ** gamma, jnp.where(gamma == 0, 1.0, 0.0))
+    return -jnp.sum(t * weight * logp, axis=-1)
 
 
 def hinge(logits, targets, margin=DEFAULT_OPTIONS["margin"], **_):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -37,11 +38,12 @@ class ConfigError(ValueError):
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite; ``epoch`` is the first bad epoch (its state is not kept)."""
+    """The loss became NaN, infinite or exploded at ``epoch``; ``last_good`` is the TrainResult (on the
+    host) of the epoch before, or None."""
 
-    def __init__(self, message, epoch):
+    def __init__(self, message, epoch, last_good=None):
         super().__init__(message)
-        self.epoch = epoch
+        self.epoch, self.last_good = epoch, last_good
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ class TrainConfig:
     Attributes:
         loss: "ce", "kl", "mse", "smooth_ce", "focal" or "hinge".
         label_smoothing: eps > 0 trains on the soft targets (1 - eps) one_hot + eps / 10 (with "kl",
-            the KL divergence to those); for "smooth_ce" it is that loss's eps (0 means its default, 0.1).
+            the KL divergence to those); for "smooth_ce" it is that loss's own eps (> 0).
         focal_gamma, hinge_margin: the options of "focal" and "hinge".
         optimizer: "sgd", "momentum" (Nesterov), "adam" or "adamw".
         lr: the peak learning rate.  momentum: for "momentum".  weight_decay: for "adamw".
@@ -97,8 +99,14 @@ class TrainConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         _check(self.loss in LOSSES, "--loss", f"one of {', '.join(LOSSES)}", self.loss)
         _check(0 <= self.label_smoothing < 1, "--label-smoothing", "in [0, 1)", self.label_smoothing)
-        _check(self.focal_gamma >= 0, "--focal-gamma", "at least 0", self.focal_gamma)
-        _check(self.hinge_margin > 0, "--hinge-margin", "positive", self.hinge_margin)
+        _check(0 <= self.focal_gamma < math.inf, "--focal-gamma", "a finite number >= 0", self.focal_gamma)
+        _check(
+            0 < self.hinge_margin < math.inf, "--hinge-margin", "a finite positive number", self.hinge_margin
+        )
+        if self.loss == "smooth_ce":
+            _check(
+                self.label_smoothing > 0, "--label-smoothing", "eps > 0 for smooth_ce", self.label_smoothing
+            )
         _check(
             self.optimizer in OPTIMIZERS,
             "--optimizer",
@@ -133,6 +141,7 @@ class TrainConfig:
             self.compute_dtype,
         )
         _check(self.precision in PRECISIONS, "--precision", "default, high or highest", self.precision)
+        _check(0 <= self.seed < 2**32, "--seed", "an integer in [0, 2**32)", self.seed)
         if self.target_accuracy is not None:
             _check(
                 0 < self.target_accuracy <= 1,
@@ -144,7 +153,7 @@ class TrainConfig:
     def loss_options(self):
         """The keyword options of this config's loss function."""
         return {
-            "smooth_ce": {"label_smoothing": self.label_smoothing or DEFAULT_OPTIONS["label_smoothing"]},
+            "smooth_ce": {"label_smoothing": self.label_smoothing},
             "focal": {"gamma": self.focal_gamma},
             "hinge": {"margin": self.hinge_margin},
         }.get(self.loss, {})
@@ -276,10 +285,12 @@ class Trainer:
         mesh: the device mesh (default: all devices).
     """
 
-    def __init__(self, config, n_train, mesh=None):
+    def __init__(self, config, n_train, mesh=None, n_test=None):
         self.config = config
         self.mesh = make_mesh() if mesh is None else mesh
         n_dev = self.mesh.devices.size
+        if n_test == 0:
+            raise ConfigError("--data-dir: the test set is empty; accuracy needs at least one test image")
         if config.batch_size > n_train:
             raise ConfigError(
                 f"--batch-size: expected at most the {n_train} training samples, got {config.batch_size}"
@@ -295,7 +306,8 @@ class Trainer:
         self.batch_sharded = NamedSharding(self.mesh, P("batch"))
         # out_shardings matching the inputs keep one executable for every epoch (else epoch 2 recompiles)
         self._epoch = jax.jit(self._epoch_impl, donate_argnums=(0,), out_shardings=self.replicated)
-        self._evaluate = jax.jit(self._evaluate_impl)
+        # the test set is split over the devices too, where its size allows
+        self.test_sharding = self.batch_sharded if n_test and n_test % n_dev == 0 else self.replicated
 
     def init_state(self, params):
         """(params, a fresh optimizer state), both replicated on the mesh."""
@@ -307,6 +319,8 @@ class Trainer:
         return jax.tree.map(lambda a: _global_array(np.asarray(a), self.replicated), tree)
 
     def _epoch_impl(self, state, epoch, x, y, x_test, y_test, stats):
+        """One epoch: state, epoch (), x (n, D), y (n,), x_test (m, D), y_test (m,), (mean, std) ->
+        (state, (mean train loss (), mean test loss (), correct test predictions () int))."""
         params, opt_state = state
         mean, std = stats
         bs, nb = self.config.batch_size, self.steps_per_epoch
@@ -323,13 +337,12 @@ class Trainer:
             return (optax.apply_updates(params, updates), opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), perm)
-        test_loss, test_acc = self._evaluate_impl(params, (x_test - mean) / std, y_test)
-        return (params, opt_state), (jnp.mean(losses.astype(jnp.float32)), test_loss, test_acc)
-
-    def _evaluate_impl(self, params, x, y):
-        logits = apply(params, x, self.config.activation)
-        loss = jnp.mean(get_loss(self.config.loss, **self.config.loss_options())(logits, y))
-        return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+        x_test = jax.lax.with_sharding_constraint((x_test - mean) / std, self.test_sharding)
+        logits = apply(params, x_test, self.config.activation)
+        test_loss = jnp.mean(get_loss(self.config.loss, **self.config.loss_options())(logits, y_test))
+        # a count, not a float32 mean: 9543 / 10000 must compare equal to a target of 0.9543
+        correct = jnp.sum(jnp.argmax(logits, -1) == y_test)
+        return (params, opt_state), (jnp.mean(losses.astype(self.config.dtype)), test_loss, correct)
 
     def epoch(self, state, epoch, data):
         """Runs epoch number ``epoch`` (1-based) on ``state`` (donated).
@@ -339,15 +352,10 @@ class Trainer:
             data: (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,), (mean, std)) on the mesh;
                 the model sees (x - mean) / std.
         Returns:
-            (new state, (train_loss, test_loss, test_accuracy)) as device scalars.
+            (new state, (train_loss, test_loss, correct test predictions)) as device scalars.
         """
         with jax.default_matmul_precision(self.config.precision):
             return self._epoch(state, np.int32(epoch), *data)
-
-    def evaluate(self, params, x, y):
-        """(mean loss, accuracy) of ``params`` on x (m, D), y (m,), as device scalars."""
-        with jax.default_matmul_precision(self.config.precision):
-            return self._evaluate(params, x, y)
 
 
 class Background:
@@ -377,6 +385,26 @@ def _global_array(a, sharding):
     if jax.process_count() == 1:
         return jax.device_put(a, sharding)
     return jax.make_array_from_process_local_data(sharding, a, a.shape)
+
+
+def load_resume(path, config):
+    """The ``resume`` dict for ``train`` from a checkpoint of ``config`` (see ``checkpoint.save``).
+
+    The optimizer state's tree structure comes from ``jax.eval_shape`` of the config's optimizer: no
+    arrays are made for it, and a checkpoint of another optimizer is a CheckpointError.
+    """
+    from mlpnn_jax import checkpoint
+
+    params = checkpoint.load(path)[0]
+    template = jax.eval_shape(
+        make_optimizer(config, 1).init, params
+    )  # its structure: not the schedule's length
+    params, opt_state, meta = checkpoint.load(path, template)
+    return {
+        "train_params": params,
+        "opt_state": opt_state,
+        **{k: meta[k] for k in ("history", "input_stats")},
+    }
 
 
 def _divergence_limit(config):
@@ -416,9 +444,11 @@ def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
         resume: a dict with the ``train_params``, ``opt_state``, ``input_stats`` and ``history`` of an
             earlier run of the same config (see ``checkpoint.load``), to continue from its last epoch.
         on_epoch: ``on_epoch(record, result)`` after every epoch, with that epoch's metrics dict and a
-            TrainResult of the state so far; returning True stops training.
+            TrainResult of the state so far, copied to the host (the device buffers are donated to the
+            next epoch); returning True stops training (on every process, if any one returns True).
     Returns:
-        A TrainResult. Raises DivergenceError when a loss becomes NaN or infinite.
+        A TrainResult. Raises DivergenceError (with ``last_good``, the host TrainResult of the last
+        good epoch, or None) when a loss becomes NaN or infinite, or explodes.
     """
     from mlpnn_jax.data import image_size, load_mnist
 
@@ -432,7 +462,7 @@ def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
     if isinstance(data, Background):
         data = data.result()
     x_train, y_train, x_test, y_test = data
-    trainer = Trainer(config, x_train.shape[0], mesh)
+    trainer = Trainer(config, x_train.shape[0], mesh, n_test=x_test.shape[0])
     if resume is None:
         stats = input_stats(x_train, config.standardize)
         if params is None or params["W1"].shape[0] != x_train.shape[1]:
@@ -458,11 +488,13 @@ def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
         return TrainResult(state[0], state[1], stats, history, config)
 
     state = (params, opt_state)
+    last_good = None
     limit = _divergence_limit(config)
     t_last = time.perf_counter()
     for epoch in range(len(history) + 1, config.epochs + 1):
         new_state, metrics = trainer.epoch(state, epoch, dev_data)
-        train_loss, test_loss, test_acc = (float(m) for m in metrics)
+        train_loss, test_loss = float(metrics[0]), float(metrics[1])
+        test_acc = int(metrics[2]) / x_test.shape[0]
         now = time.perf_counter()
         record = {
             "epoch": epoch,
@@ -473,25 +505,35 @@ def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
             "elapsed": now - t_start,
         }
         t_last = now
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)) or train_loss > limit:
-            what = "became non-finite" if train_loss <= limit else f"exploded past {limit:.4g}"
+        finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+        if not finite or train_loss > limit:
+            what = "became non-finite" if not finite else f"exploded past {limit:.4g}"
             raise DivergenceError(
                 f"epoch {epoch}: the loss {what} (train {train_loss:.4g}, test {test_loss:.4g});"
                 f" the learning rate {config.lr:g} is probably too high for {config.optimizer}"
                 f" with a {config.schedule} schedule: lower --lr",
                 epoch,
+                last_good,
             )
         state = new_state
         history.append(record)
-        stop = on_epoch(record, result(state)) if on_epoch is not None else False
+        last_good = result(jax.device_get(state))
+        stop = bool(on_epoch(record, last_good)) if on_epoch is not None else False
+        if jax.process_count() > 1:  # stop together: a process left in the next all-reduce would hang
+            stop = bool(multihost_utils.process_allgather(np.array(stop)).any())
         if stop or (config.target_accuracy is not None and test_acc >= config.target_accuracy):
             break
     return result(state)
 
 
+def predict(params, x, activation="tanh", precision="default"):
+    """The predicted classes (m,) of x (m, D) under ``params`` (for raw inputs), as numpy."""
+    with jax.default_matmul_precision(precision):
+        return np.asarray(_predict(params, x, activation))
+
+
 @functools.partial(jax.jit, static_argnames=("activation",))
-def predict(params, x, activation="tanh"):
-    """The predicted classes (m,) of x (m, D) under ``params`` (for raw inputs)."""
+def _predict(params, x, activation):
     return jnp.argmax(apply(params, x, activation), axis=-1)
 
 

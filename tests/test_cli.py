@@ -109,10 +109,30 @@ def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist
         (["evaluate", "/nonexistent/run"], "no checkpoint there"),
         (["reproduce", "--engine", "numpy", "--dtype", "float32"], "--dtype: the numpy engine"),
         (["reproduce", "--epochs", "0"], "--epochs: expected a positive integer"),
+        (["reproduce", "--hidden", "0"], "--hidden: expected a positive number of hidden units, got 0"),
+        (["train", "--seed", "-1"], "--seed: expected an integer in [0, 2**32), got -1"),
+        (["train", "--hinge-margin", "inf"], "--hinge-margin: expected a finite positive number"),
+        (["train", "--loss", "smooth_ce", "--label-smoothing", "0"], "eps > 0 for smooth_ce"),
+        (["train", "--out", "/proc/mlpnn-run"], "--out: cannot create /proc/mlpnn-run"),
+        (["train", "--resume", "RUN", "--out", "elsewhere"], "drop --out"),
+        (["evaluate", "TRUNCATED"], "not a readable checkpoint (BadZipFile"),
+        (["evaluate", "NO_PARAMS"], "incomplete checkpoint"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, argv, message):
-    if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv:
+    good = tmp_path / "good"
+    good.mkdir()
+    ckpt.save(good / ckpt.CHECKPOINT, {"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, (), {"a": 1})
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / ckpt.CHECKPOINT).write_bytes((good / ckpt.CHECKPOINT).read_bytes()[:100])
+    no_params = tmp_path / "no_params"
+    no_params.mkdir()
+    meta = {"config": {}, "epoch": 1, "history": [], "input_stats": [0.0, 1.0]}
+    ckpt.save(no_params / ckpt.CHECKPOINT, {}, (), meta)
+    names = {"RUN": good, "TRUNCATED": truncated, "NO_PARAMS": no_params}
+    argv = [str(names.get(a, a)) for a in argv]
+    if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv and "--out" not in argv:
         argv = [*argv, "--data-dir", str(small_mnist_dir), "--out", str(tmp_path / "run")]
     code, _, err = run(capsys, *argv)
     assert code == 2
@@ -134,9 +154,17 @@ def test_out_dir_with_a_run_is_not_overwritten_without_consent(capsys, tmp_path,
     code, _, err = run(capsys, *args)
     assert code == 2 and "already holds a run" in err
     assert (out / ckpt.CHECKPOINT).read_bytes() == before
-    # --overwrite replaces the whole run: a diverging replacement leaves no stale checkpoint behind
-    code, _, _ = run(capsys, *args, "--overwrite", "--lr", 1000)
-    assert code == 1 and not (out / ckpt.CHECKPOINT).exists()
+    # --overwrite with a bad option, or a replacement that diverges in its first epoch: the old run stays
+    assert run(capsys, *args, "--overwrite", "--batch-size", 100000)[0] == 2
+    assert run(capsys, *args, "--overwrite", "--lr", 1000)[0] == 1
+    assert (out / ckpt.CHECKPOINT).read_bytes() == before
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.1
+    # a replacement with a good first epoch replaces every file of the old run
+    (out / "confusion.png").write_bytes(b"old")
+    assert run(capsys, *args, "--overwrite", "--seed", 7)[0] == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 7
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "metrics.jsonl").read_text().count("\n") == 1
 
 
 @pytest.mark.parametrize("engine", ["jax", "numpy"])
@@ -189,7 +217,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, small_mnist_dir)
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert "continue with: mlpnn-jax train --resume" in stdout
+    assert "resume: mlpnn-jax train --resume" in stdout
     meta = ckpt.load(out / ckpt.CHECKPOINT)[2]
     assert meta["epoch"] >= 1 and len(meta["history"]) == meta["epoch"]
     lines = (out / "metrics.jsonl").read_text().splitlines()

@@ -10,7 +10,7 @@ import pytest
 from mlpnn_jax import ConfigError, DivergenceError, TrainConfig, apply, train
 from mlpnn_jax import checkpoint as ckpt
 from mlpnn_jax.losses import LOSSES
-from mlpnn_jax.trainer import Trainer, confusion_matrix, input_stats, make_mesh
+from mlpnn_jax.trainer import confusion_matrix, input_stats, load_resume, make_mesh
 
 SMALL = {"hidden": (32,), "batch_size": 64, "epochs": 2}
 
@@ -41,12 +41,14 @@ def test_resume_equals_an_uninterrupted_run(small_mnist, tmp_path, optimizer):
     assert part.epochs_run == 1
     # through a checkpoint on disk, as the CLI does it
     path = tmp_path / ckpt.CHECKPOINT
-    meta = {"history": part.history, "input_stats": list(part.input_stats)}
+    meta = {
+        "config": config.to_json(),
+        "epoch": 1,
+        "history": part.history,
+        "input_stats": list(part.input_stats),
+    }
     ckpt.save(path, part.train_params, part.opt_state, meta)
-    trainer = Trainer(config, small_mnist[0].shape[0])
-    params, opt_state, meta = ckpt.load(path, trainer.optimizer.init(part.train_params))
-    resume = {"train_params": params, "opt_state": opt_state, **meta}
-    resumed = train(config, small_mnist, resume=resume)
+    resumed = train(config, small_mnist, resume=load_resume(path, config))
     assert resumed.epochs_run == 3
     assert leaves_equal(resumed.train_params, full.train_params)
     assert leaves_equal(resumed.opt_state, full.opt_state)
