@@ -16,9 +16,7 @@ import numpy as np
 
 from mlpnn_jax.losses import get_loss, notebook_loss
 from mlpnn_jax.model import apply
-
-NOTEBOOK_LR = 0.1
-NOTEBOOK_EPOCHS = 2000
+from reference.notebook import NOTEBOOK_EPOCHS, NOTEBOOK_LR
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "epochs"), donate_argnums=(0,))
