@@ -11,6 +11,7 @@ import pytest
 
 from mlpnn_jax import checkpoint as ckpt
 from mlpnn_jax.cli import main
+from mlpnn_jax.data import write_mnist
 
 FAST = ["--hidden", "32", "--batch-size", "64"]
 
@@ -222,3 +223,27 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path, small_mnist_dir)
     assert meta["epoch"] >= 1 and len(meta["history"]) == meta["epoch"]
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == meta["epoch"]
+
+
+def test_float32_default_path_and_an_exact_target_hit(tmp_path, small_mnist):
+    """The CLI's default float32 path, in a process without 64-bit JAX (this suite turns it on).
+
+    With 250 test images, k / 250 is not a float32 number: an accuracy computed as a float32 mean would
+    fall just short of the target k / 250 and miss it; a count divided on the host hits it exactly.
+    """
+    x, y, xt, yt = small_mnist
+    data = write_mnist(tmp_path / "data", x, y, xt[:250], yt[:250])
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    base = [sys.executable, "-m", "mlpnn_jax", "train", "--data-dir", data, *FAST, "--platform", "cpu"]
+
+    def train(out, *extra):
+        proc = subprocess.run([*base, "--out", out, *extra], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    first = train(tmp_path / "a", "--epochs", "3")[0]["test_accuracy"]
+    correct = round(first * 250)
+    assert first == correct / 250
+    assert float(np.float32(correct / 250)) != correct / 250 or correct % 125 == 0
+    again = train(tmp_path / "b", "--epochs", "3", "--target-accuracy", repr(correct / 250))
+    assert len(again) == 1 and again[0]["test_accuracy"] == first
