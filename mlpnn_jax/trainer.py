@@ -484,8 +484,8 @@ def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
         )
     )
 
-    def result(state):
-        return TrainResult(state[0], state[1], stats, history, config)
+    def result(state):  # its own copy of the history: a result kept from epoch 1 stays at epoch 1
+        return TrainResult(state[0], state[1], stats, list(history), config)
 
     state = (params, opt_state)
     last_good = None

@@ -154,6 +154,16 @@ def test_input_stats_and_confusion_matrix():
     np.testing.assert_array_equal(confusion_matrix(y, p), sk(y, p, labels=range(10)))
 
 
+def test_results_given_to_on_epoch_are_snapshots(small_mnist):
+    """Each epoch's result is a host copy: it outlives the donated device buffers and keeps its epoch."""
+    seen = []
+    final = train(small(epochs=3), small_mnist, on_epoch=lambda record, result: seen.append(result))
+    assert [r.epochs_run for r in seen] == [1, 2, 3]
+    assert np.isfinite(seen[0].params["W1"]).all()  # readable after training went on
+    assert leaves_equal(seen[-1].train_params, final.train_params)
+    assert not leaves_equal(seen[0].train_params, final.train_params)
+
+
 def test_target_accuracy_stops_early(small_mnist):
     result = train(small(epochs=5, target_accuracy=0.5), small_mnist)
     first = next(h["epoch"] for h in result.history if h["test_accuracy"] >= 0.5)
