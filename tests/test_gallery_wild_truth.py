@@ -1,0 +1,211 @@
+"""Ground truth for tests/gallery_wild: every label proved without the gradcheck tool.
+
+Each case has a hand-written adapter that calls the author's own function on a small random float64
+problem (n, D, H, K all different) and compares its gradient with centred finite differences of the
+author's OWN forward loss (the loss the function returns, or the cost function the file defines). Correct
+cases must agree, buggy ones must disagree clearly. The files are loaded without running their top-level
+code: plain modules by import (their demos sit under ``__main__``), the notebook and the Python 2 file by
+extracting the definitions they need with ``ast``, the module whose sibling ``utils.py`` reads data at
+import time with ``utils`` replaced by a module holding only utils.py's own ``softmax`` definition.
+
+Tolerance: losses here are O(1) and smooth at the drawn points, so a centred difference with step
+h = 1e-6 has truncation error ~h^2 |f'''| ~ 1e-12 and rounding error ~eps |f| / h ~ 1e-10. A correct
+gradient must agree to 1e-7 relative to the largest gradient entry (1000x headroom over those errors);
+a buggy one must be off by more than 1e-3 relative, so no label sits near the threshold. ReLU kinks: the
+problems are drawn so that no pre-activation is within 1e-3 of zero (asserted), far beyond h.
+"""
+
+import ast
+import contextlib
+import importlib.util
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GALLERY = Path(__file__).resolve().parent / "gallery_wild"
+MANIFEST = json.loads((GALLERY / "MANIFEST.json").read_text())
+N, D, H, K = 7, 5, 4, 3  # all different, so no transpose or mix-up goes unnoticed
+H2 = 6  # second hidden layer of the three-layer network
+STEP = 1e-6
+AGREE, DISAGREE = 1e-7, 1e-3
+
+
+def load_module(relpath):
+    """Import a gallery file as a fresh module (its ``__main__`` demo does not run)."""
+    path = GALLERY / relpath
+    name = "gallery_wild_" + relpath.replace("/", "_").replace(".", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def definitions(source_chunks, wanted):
+    """Execute only the imports and the named top-level definitions found in ``source_chunks``."""
+    namespace = {}
+    for chunk in source_chunks:
+        try:
+            tree = ast.parse(chunk)
+        except SyntaxError:
+            continue  # a Python 2 statement or a notebook magic: not needed
+        for node in tree.body:
+            keep = isinstance(node, ast.Import | ast.ImportFrom)
+            keep |= isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted
+            keep |= isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id in wanted for t in node.targets
+            )
+            # an import the author had and this machine lacks: the definitions must not need it
+            if keep:
+                with contextlib.suppress(ModuleNotFoundError):
+                    exec(compile(ast.Module([node], []), "<gallery>", "exec"), namespace)
+    missing = set(wanted) - set(namespace)
+    assert not missing, f"definitions not found: {missing}"
+    return types.SimpleNamespace(**namespace)
+
+
+def top_level_blocks(text):
+    """Split a Python file that need not parse as a whole into its top-level statements' text."""
+    blocks, current = [], []
+    for line in text.splitlines(keepends=True):
+        starts_new = line[:1] not in ("", " ", "\t", "\n", "#", ")", "]", "}")
+        if starts_new and current:
+            blocks.append("".join(current))
+            current = []
+        current.append(line)
+    blocks.append("".join(current))
+    return blocks
+
+
+def notebook_cells(relpath):
+    """A notebook's code cells as text (magics and shell lines kept: ``definitions`` skips them)."""
+    nb = json.loads((GALLERY / relpath).read_text())
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def finite_differences(loss, params):
+    """Centred differences of ``loss()`` in every entry of every array in ``params`` (mutated in place)."""
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            orig = p[idx]
+            p[idx] = orig + STEP
+            up = loss()
+            p[idx] = orig - STEP
+            down = loss()
+            p[idx] = orig
+            g[idx] = (up - down) / (2 * STEP)
+        grads.append(g)
+    return grads
+
+
+def relative_error(got, expected):
+    """Largest entry-wise error over all parameters, relative to the largest expected entry."""
+    scale = max(np.max(np.abs(e)) for e in expected)
+    assert scale > 1e-4, "a degenerate problem: the gradient is almost zero"
+    worst = 0.0
+    for g, e in zip(got, expected, strict=True):
+        g = np.asarray(g, dtype=np.float64)
+        if g.shape != e.shape:
+            return np.inf
+        worst = max(worst, np.max(np.abs(g - e)) / scale)
+    return worst
+
+
+def labels(rng, n=N, k=K):
+    """Integer labels with every class present, so that no output unit's gradient is trivially zero."""
+    y = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    return rng.permutation(y)
+
+
+def one_hot(y, k=K):
+    return np.eye(k)[y]
+
+
+def away_from_kinks(*pre_activations):
+    for z in pre_activations:
+        assert np.min(np.abs(z)) > 1e-3, "a ReLU pre-activation too close to its kink: pick another seed"
+
+
+# ---------------------------------------------------------------------------------------------------
+# adapters: each returns (params, loss, grads) where ``loss()`` reads the arrays in ``params`` and
+# ``grads`` is the author's gradient of that same loss, in the same order
+
+
+def randomise(rng, arrays, scale=1.0):
+    """Overwrite the author's initial values in place (their init draws from numpy's global RNG)."""
+    for a in arrays:
+        a[...] = scale * rng.standard_normal(a.shape)
+
+
+def adapt_cs231n(relpath, reg=None):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(1)
+    net = mod.TwoLayerNet(D, H, K)
+    names = ["W1", "b1", "W2", "b2"]
+    params = [net.params[k] for k in names]
+    randomise(rng, params, 0.5)
+    X, y = rng.standard_normal((N, D)), labels(rng)
+    away_from_kinks(X @ net.params["W1"] + net.params["b1"])
+    kwargs = {} if reg is None else {"reg": reg}  # None: the author's default, as a user would run it
+    _, grads = net.loss(X, y, **kwargs)
+    return params, lambda: net.loss(X, y, **kwargs)[0], [grads[k] for k in names]
+
+
+def adapt_textbook(relpath):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(2)
+    net = mod.Network([D, H, K])
+    randomise(rng, [*net.weights, *net.biases])
+    xs = [rng.standard_normal((D, 1)) for _ in range(N)]
+    ys = [mod.vectorized_result(j, K) for j in labels(rng)]
+    nabla_b = [np.zeros(b.shape) for b in net.biases]
+    nabla_w = [np.zeros(w.shape) for w in net.weights]
+    for x, t in zip(xs, ys, strict=True):  # averaged over the batch, as update_mini_batch does
+        db, dw = net.backprop(x, t)
+        nabla_b = [a + b / N for a, b in zip(nabla_b, db, strict=True)]
+        nabla_w = [a + b / N for a, b in zip(nabla_w, dw, strict=True)]
+
+    def loss():
+        return sum(mod.quadratic_cost(net.feedforward(x), t) for x, t in zip(xs, ys, strict=True)) / N
+
+    return [*net.weights, *net.biases], loss, [*nabla_w, *nabla_b]
+
+
+ADAPTERS = {
+    "cs231n/neural_net.py": adapt_cs231n,
+    "cs231n/neural_net_buggy.py": adapt_cs231n,
+    "textbook/network.py": adapt_textbook,
+    "textbook/network_buggy.py": adapt_textbook,
+}
+
+
+def test_manifest_lists_every_gallery_file_once():
+    paths = [c["path"] for c in MANIFEST]
+    assert len(paths) == len(set(paths))
+    assert set(paths) == set(ADAPTERS)
+    for case in MANIFEST:
+        assert (GALLERY / case["path"]).is_file()
+        assert case["expected_exit"] in (0, 1)
+        assert bool(case.get("bug")) == (case["expected_exit"] == 1)
+        assert case["convention"]
+
+
+@pytest.mark.parametrize("case", MANIFEST, ids=[c["path"] for c in MANIFEST])
+def test_label_is_the_truth(case):
+    params, loss, grads = ADAPTERS[case["path"]](case["path"])
+    expected = finite_differences(loss, params)
+    err = relative_error(grads, expected)
+    if case["expected_exit"] == 0:
+        assert err < AGREE, f"labelled correct, but off by {err:.3g} relative"
+    else:
+        assert err > DISAGREE, f"labelled buggy, but agrees to {err:.3g} relative"
+
+
+@pytest.mark.parametrize("relpath", ["cs231n/neural_net.py"])
+def test_correct_l2_is_the_gradient_of_its_own_regularised_loss(relpath):
+    params, loss, grads = adapt_cs231n(relpath, reg=0.3)
+    assert relative_error(grads, finite_differences(loss, params)) < AGREE
