@@ -19,6 +19,7 @@ import ast
 import contextlib
 import importlib.util
 import json
+import sys
 import types
 from pathlib import Path
 
@@ -80,9 +81,10 @@ def top_level_blocks(text):
 
 
 def notebook_cells(relpath):
-    """A notebook's code cells as text (magics and shell lines kept: ``definitions`` skips them)."""
+    """A notebook's code cells as text, without IPython magics (%) and shell lines (!)."""
     nb = json.loads((GALLERY / relpath).read_text())
-    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    return ["".join(l for l in c.splitlines(True) if not l.lstrip().startswith(("%", "!"))) for c in cells]
 
 
 def finite_differences(loss, params):
@@ -175,11 +177,87 @@ def adapt_textbook(relpath):
     return [*net.weights, *net.biases], loss, [*nabla_w, *nabla_b]
 
 
+def adapt_notebook(relpath):
+    nb = definitions(
+        notebook_cells(relpath),
+        ["forward", "backward", "cross_entropy", "relu", "relu_derivative", "softmax"],
+    )
+    rng = np.random.default_rng(3)
+    weights = [rng.standard_normal(s) / np.sqrt(s[0]) for s in [(D, H), (H, H2), (H2, K)]]
+    X, Y = rng.standard_normal((N, D)), one_hot(labels(rng))
+    activations = nb.forward(X, weights)
+    away_from_kinks(X @ weights[0], activations[1] @ weights[1])
+    grads = nb.backward(activations, Y, weights)
+    return weights, lambda: nb.cross_entropy(nb.forward(X, weights)[-1], Y), grads
+
+
+def adapt_utils_sibling(relpath, monkeypatch):
+    """utils.py reads its data files when imported: import the module against utils' own softmax only."""
+    utils_source = (GALLERY / relpath).with_name("utils.py").read_text()
+    stub = types.ModuleType("utils")
+    stub.softmax = definitions([utils_source], ["softmax"]).softmax
+    monkeypatch.setitem(sys.modules, "utils", stub)
+    mod = load_module(relpath)
+    rng = np.random.default_rng(4)
+    params = mod.create_classifier(D, H, K)
+    randomise(rng, params)
+    xs, ys = rng.standard_normal((N, D)), labels(rng)
+    grads = [np.zeros_like(p) for p in params]
+    for x, y in zip(xs, ys, strict=True):  # per example; the training loop averages
+        _, g = mod.loss_and_gradients(x, y, params)
+        grads = [a + b / N for a, b in zip(grads, g, strict=True)]
+    return (
+        params,
+        lambda: np.mean([mod.loss_and_gradients(x, y, params)[0] for x, y in zip(xs, ys, strict=True)]),
+        grads,
+    )
+
+
+def adapt_colmajor(relpath, lambda_regul=None):
+    src = definitions(
+        [(GALLERY / relpath).read_text()],
+        ["initializing_parameters", "softmax", "forward_propagation", "compute_cost", "back_propagation"],
+    )
+    rng = np.random.default_rng(5)
+    parameters = src.initializing_parameters(D, H, K)
+    names = ["w1", "B1", "w2", "B2"]
+    randomise(rng, [parameters[k] for k in names])
+    X, Y = rng.standard_normal((D, N)), one_hot(labels(rng)).T  # columns are examples
+    kwargs = {} if lambda_regul is None else {"lambda_regul": lambda_regul}
+    _, cache = src.forward_propagation(X, parameters)
+    grads = src.back_propagation(X, Y, parameters, cache, **kwargs)
+
+    def loss():
+        return src.compute_cost(src.forward_propagation(X, parameters)[0], Y, parameters, **kwargs)
+
+    return [parameters[k] for k in names], loss, [grads["d" + k] for k in names]
+
+
+def adapt_py2(relpath):
+    blocks = top_level_blocks((GALLERY / relpath).read_text())
+    src = definitions(blocks, ["init_model", "forward", "calculate_loss", "backprop", "reg_lambda"])
+    rng = np.random.default_rng(6)
+    model = src.init_model(D, H, K)
+    names = ["W1", "b1", "W2", "b2"]
+    randomise(rng, [model[k] for k in names])
+    X, y = rng.standard_normal((N, D)), labels(rng)
+    grads = src.backprop(model, X, y)
+    return [model[k] for k in names], lambda: src.calculate_loss(model, X, y), [grads[k] for k in names]
+
+
 ADAPTERS = {
     "cs231n/neural_net.py": adapt_cs231n,
     "cs231n/neural_net_buggy.py": adapt_cs231n,
     "textbook/network.py": adapt_textbook,
     "textbook/network_buggy.py": adapt_textbook,
+    "notebook/mlp_3layer_no_bias.ipynb": adapt_notebook,
+    "notebook/mlp_3layer_no_bias_buggy.ipynb": adapt_notebook,
+    "yoav_utils/mlp1.py": adapt_utils_sibling,
+    "yoav_utils/mlp1_buggy.py": adapt_utils_sibling,
+    "colmajor/digits_nn.py": adapt_colmajor,
+    "colmajor/digits_nn_buggy.py": adapt_colmajor,
+    "py2/nn_from_scratch.py": adapt_py2,
+    "py2/nn_from_scratch_buggy.py": adapt_py2,
 }
 
 
@@ -195,8 +273,10 @@ def test_manifest_lists_every_gallery_file_once():
 
 
 @pytest.mark.parametrize("case", MANIFEST, ids=[c["path"] for c in MANIFEST])
-def test_label_is_the_truth(case):
-    params, loss, grads = ADAPTERS[case["path"]](case["path"])
+def test_label_is_the_truth(case, monkeypatch):
+    adapter = ADAPTERS[case["path"]]
+    extra = {"monkeypatch": monkeypatch} if adapter is adapt_utils_sibling else {}
+    params, loss, grads = adapter(case["path"], **extra)
     expected = finite_differences(loss, params)
     err = relative_error(grads, expected)
     if case["expected_exit"] == 0:
@@ -205,7 +285,16 @@ def test_label_is_the_truth(case):
         assert err > DISAGREE, f"labelled buggy, but agrees to {err:.3g} relative"
 
 
-@pytest.mark.parametrize("relpath", ["cs231n/neural_net.py"])
-def test_correct_l2_is_the_gradient_of_its_own_regularised_loss(relpath):
-    params, loss, grads = adapt_cs231n(relpath, reg=0.3)
+@pytest.mark.parametrize(
+    ("adapter", "relpath", "strength"),
+    [
+        (adapt_cs231n, "cs231n/neural_net.py", {"reg": 0.3}),
+        (adapt_cs231n, "cs231n/neural_net.py", {"reg": 0.0}),
+        (adapt_colmajor, "colmajor/digits_nn.py", {"lambda_regul": 0.0}),
+        (adapt_colmajor, "colmajor/digits_nn.py", {"lambda_regul": 2.0}),
+    ],
+)
+def test_correct_l2_knob_at_other_strengths(adapter, relpath, strength):
+    """The correct files stay exactly right with their regularisation knob off or at another strength."""
+    params, loss, grads = adapter(relpath, *strength.values())
     assert relative_error(grads, finite_differences(loss, params)) < AGREE
