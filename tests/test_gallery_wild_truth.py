@@ -16,7 +16,6 @@ problems are drawn so that no pre-activation is within 1e-3 of zero (asserted), 
 """
 
 import ast
-import contextlib
 import importlib.util
 import json
 import sys
@@ -45,23 +44,28 @@ def load_module(relpath):
 
 
 def definitions(source_chunks, wanted):
-    """Execute only the imports and the named top-level definitions found in ``source_chunks``."""
-    namespace = {}
+    """Execute only the named top-level definitions in ``source_chunks``, and the imports they use."""
+    nodes = []
     for chunk in source_chunks:
         try:
-            tree = ast.parse(chunk)
+            nodes += ast.parse(chunk).body
         except SyntaxError:
-            continue  # a Python 2 statement or a notebook magic: not needed
-        for node in tree.body:
-            keep = isinstance(node, ast.Import | ast.ImportFrom)
-            keep |= isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted
-            keep |= isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id in wanted for t in node.targets
-            )
-            # an import the author had and this machine lacks: the definitions must not need it
-            if keep:
-                with contextlib.suppress(ModuleNotFoundError):
-                    exec(compile(ast.Module([node], []), "<gallery>", "exec"), namespace)
+            continue  # a Python 2 statement: not needed
+    kept = [
+        node
+        for node in nodes
+        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
+        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
+    ]
+    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
+    imports = [
+        node
+        for node in nodes
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any((a.asname or a.name).split(".")[0] in used for a in node.names)
+    ]
+    namespace = {}
+    exec(compile(ast.Module(imports + kept, []), "<gallery>", "exec"), namespace)
     missing = set(wanted) - set(namespace)
     assert not missing, f"definitions not found: {missing}"
     return types.SimpleNamespace(**namespace)
@@ -245,6 +249,57 @@ def adapt_py2(relpath):
     return [model[k] for k in names], lambda: src.calculate_loss(model, X, y), [grads[k] for k in names]
 
 
+def adapt_bce(relpath):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(7)
+    params = mod.init_params(D, H, K)
+    names = ["W_hidden", "b_hidden", "W_out", "b_out"]
+    randomise(rng, [params[k] for k in names])
+    X = rng.standard_normal((N, D))
+    y = (rng.random((N, K)) < 0.5).astype(float)  # multi-label 0/1 targets
+    _, grads = mod.forward_backward(params, X, y)
+    return (
+        [params[k] for k in names],
+        lambda: mod.forward_backward(params, X, y)[0],
+        [grads[k] for k in names],
+    )
+
+
+def adapt_leaky_class(relpath):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(8)
+    net = mod.MLP(D, H, K)
+    params = [net.weights_input_hidden, net.bias_hidden, net.weights_hidden_output, net.bias_output]
+    randomise(rng, params)
+    X, Y = rng.standard_normal((N, D)), one_hot(labels(rng))
+    output = net.forward_pass(X)
+    away_from_kinks(net.hidden_input)
+    assert np.any(net.hidden_input < 0), "no negative pre-activation: the leaky slope would go untested"
+    grads = net.backward_pass(Y, output)
+    return params, lambda: net.compute_loss(Y, net.forward_pass(X)), list(grads)
+
+
+def adapt_mse_softmax(relpath):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(9)
+    params = mod.init_network(D, H, K)
+    randomise(rng, params)
+    X, Y = rng.standard_normal((N, D)), one_hot(labels(rng))
+    away_from_kinks(X @ params[0] + params[1])
+    return params, lambda: mod.mse_loss(mod.forward(params, X), Y), mod.gradients(params, X, Y)
+
+
+def adapt_sse_sum(relpath):
+    mod = load_module(relpath)
+    rng = np.random.default_rng(10)
+    net = mod.SimpleNN(D, H, K)
+    names = ["W1", "b1", "W2", "b2"]
+    randomise(rng, [getattr(net, k) for k in names])
+    X, T = rng.standard_normal((N, D)), one_hot(labels(rng))
+    _, grads = net.loss_and_grads(X, T)
+    return [getattr(net, k) for k in names], lambda: net.loss_and_grads(X, T)[0], [grads[k] for k in names]
+
+
 ADAPTERS = {
     "cs231n/neural_net.py": adapt_cs231n,
     "cs231n/neural_net_buggy.py": adapt_cs231n,
@@ -258,6 +313,14 @@ ADAPTERS = {
     "colmajor/digits_nn_buggy.py": adapt_colmajor,
     "py2/nn_from_scratch.py": adapt_py2,
     "py2/nn_from_scratch_buggy.py": adapt_py2,
+    "bce/multilabel_mlp.py": adapt_bce,
+    "bce/multilabel_mlp_buggy.py": adapt_bce,
+    "leaky_class/mlp_class.py": adapt_leaky_class,
+    "leaky_class/mlp_class_buggy.py": adapt_leaky_class,
+    "mse_softmax/mse_net.py": adapt_mse_softmax,
+    "mse_softmax/mse_net_buggy.py": adapt_mse_softmax,
+    "sse_sum/simple_nn.py": adapt_sse_sum,
+    "sse_sum/simple_nn_buggy.py": adapt_sse_sum,
 }
 
 
