@@ -1,6 +1,9 @@
 """Minibatch training: determinism, resume, divergence, options, losses, dtypes and data parallelism."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -212,3 +215,27 @@ def test_init_schemes_draw_their_variance(scheme, variance):
         assert not np.asarray(params[f"b{i}"]).any()
     assert not np.array_equal(params["W1"], init_params(1, (784, 1000, 10), scheme, jnp.float64)["W1"])
 
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_divergence_limit_is_100_uniform_guesses(loss):
+    """The closed forms of the divergence limit equal 100 x the loss itself at zero logits (one-hot)."""
+    from mlpnn_jax.losses import get_loss
+    from mlpnn_jax.trainer import divergence_limit
+
+    config = TrainConfig(loss=loss, focal_gamma=1.5, hinge_margin=0.7)
+    uniform = get_loss(loss, **config.loss_options())(jnp.zeros((1, 10)), jnp.array([3]))[0]
+    assert divergence_limit(config) == pytest.approx(100 * float(uniform), rel=1e-12)
+
+
+def test_training_does_not_import_the_reference():
+    """The numpy reference is the spec, not a dependency of training."""
+    code = (
+        "import sys, numpy as np, mlpnn_jax as mj\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, y = rng.random((64, 12), np.float32), rng.integers(0, 10, 64)\n"
+        "mj.train(mj.TrainConfig(hidden=(4,), batch_size=16, epochs=1), (x, y, x[:16], y[:16]))\n"
+        "assert 'reference' not in sys.modules, 'reference imported'\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
