@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from mlpnn_jax import options
@@ -22,13 +23,13 @@ USAGE_ERROR = 2
 
 
 def _train_config(args):
-    """(TrainConfig, TrainRun, resume path or None) of the command line."""
+    """(TrainConfig, TrainRun, resume path or None, epochs already done) of the command line."""
     from mlpnn_jax.config import TrainConfig
     from mlpnn_jax.runs import TrainRun
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig(**given), TrainRun.claim(args.out, args.overwrite), None
+        return TrainConfig(**given), TrainRun.claim(args.out, args.overwrite), None, 0
     run = TrainRun(args.resume)
     given = [
         *map(flag, given),
@@ -43,13 +44,13 @@ def _train_config(args):
     config = TrainConfig.from_json(meta["config"])
     if len(meta["history"]) >= config.epochs:
         raise UsageError(f"--resume: {run.path} already finished its {config.epochs} epochs")
-    return config, run, run.checkpoint
+    return config, run, run.checkpoint, len(meta["history"])
 
 
 def cmd_train(args):
     from mlpnn_jax import trainer as T
 
-    config, run, resume_from = _train_config(args)
+    config, run, resume_from, done = _train_config(args)
     jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
     lead = jax.process_index() == 0  # only process 0 prints and writes
     if lead:
@@ -57,8 +58,7 @@ def cmd_train(args):
 
         plots.preload()
         run.create()
-    data, params, resume = T.load_data(config, resume_from)
-    bar = progress(config.epochs, "train", len(resume["history"]) if resume else 0) if lead else None
+    bar = progress(config.epochs, "train", done) if lead else None
     if lead:
         where = f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
         say(bar, f"training {config.hidden} {config.loss} on {where}; run: {run.path}")
@@ -70,8 +70,10 @@ def cmd_train(args):
         return sigint.requested
 
     try:
+        started = time.perf_counter()  # "elapsed" includes loading the data set
+        data, params, resume = T.load_data(config, resume_from)
         with StopOnSigint() as sigint:
-            result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch)
+            result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
     except T.DivergenceError as e:
         good = e.last_good
         kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run.path}" if good else ""

@@ -335,7 +335,7 @@ def load_data(config, resume_from=None):
         return loading.result(), params, resume
 
 
-def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None):
+def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, started=None):
     """Trains an MLP on ``data`` as ``config`` says.
 
     Args:
@@ -349,12 +349,14 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None):
         on_epoch: ``on_epoch(record, result)`` after every epoch, with that epoch's metrics dict and a
             TrainResult of the state so far, copied to the host (the device buffers are donated to the
             next epoch); returning True stops training (on every process, if any one returns True).
+        started: the ``time.perf_counter()`` the records' ``elapsed`` counts from (default: this call),
+            e.g. taken before ``load_data``, so that it includes loading.
     Returns:
         A TrainResult. Raises DivergenceError (with ``last_good``, the host TrainResult of the last
         good epoch, or None) when a loss becomes NaN or infinite, or explodes.
     """
     _check_dtype(config)
-    clock = {"start": time.perf_counter()}
+    clock = {"start": time.perf_counter() if started is None else started}
     x_train, _, x_test, _ = data
     trainer = Trainer(config, x_train.shape[0], mesh, n_test=x_test.shape[0])
     state, stats, history = _start(trainer, x_train, params, resume)
