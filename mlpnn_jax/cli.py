@@ -1,4 +1,4 @@
-"""The mlpnn-jax command: parse, call the library, print (train, reproduce, evaluate, gradcheck).
+"""The mlpnn-jax command: parse, call the library, print (train, reproduce, evaluate, report, gradcheck).
 
 Exit codes: 0 success, 1 a failed run (divergence, gradcheck mismatch), 2 a usage error, 130 Ctrl-C.
 """
@@ -84,6 +84,7 @@ def cmd_train(args):
             bar.close()
     if lead:
         _finish_train(result, data, run)
+        _write_report(run.path, data[2:])
         if sigint.requested:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return INTERRUPTED if sigint.requested else 0
@@ -173,6 +174,9 @@ def cmd_reproduce(args):
 
         data = tuple(jnp.asarray(a) for a in data)
     runs.make_dir(run_dir)
+    from mlpnn_jax import report
+
+    report.start_reproduction(run_dir, vars(args))
     networks = reference.notebook_networks(in_dim=data[0].shape[1], n_neuron=args.hidden)
     print(
         f"the notebook's experiment: {data[0].shape[1]}-{args.hidden}-10 tanh, full-batch GD, lr 0.1,"
@@ -183,13 +187,18 @@ def cmd_reproduce(args):
             if args.loss not in (loss, "both"):
                 continue
             print(f"== {'cross-entropy' if loss == 'ce' else 'KL divergence'} ==", flush=True)
+            start = time.perf_counter()
             net, train, test = _reproduce_one(args, loss, network, data, sigint)
+            seconds = time.perf_counter() - start
             runs.write_reproduction(run_dir, loss, train, test)
             cm, acc = reference.evaluate(net, *test_set)  # prints as the notebook did
             runs.write_confusion(run_dir / f"{loss}_confusion", cm, acc)
+            report.save_reproduction(run_dir, loss, net.params, seconds, len(train))
             if sigint.requested:
+                _write_report(run_dir, test_set)
                 print(f"interrupted after epoch {len(train)}; wrote {run_dir}")
                 return INTERRUPTED
+    _write_report(run_dir, test_set)
     print(f"wrote {run_dir}/")
     return 0
 
@@ -225,6 +234,26 @@ def _reproduce_one(args, loss, network, data, sigint):
     finally:
         if bar is not None:
             bar.close()
+
+
+# ---------------------------------------------------------------- report
+
+
+def _write_report(run_dir, test_set=None):
+    """Writes run_dir/report.html, recording this machine for it; says where."""
+    from mlpnn_jax import report
+
+    path = report.write_report(run_dir, machine=report.machine_info(), test_set=test_set)
+    print(f"report: {path}")
+
+
+def cmd_report(args):
+    from mlpnn_jax import report
+
+    # 64-bit JAX keeps a float64 run's params float64; float32 params stay float32
+    setup_jax(**options.platform_options(args), x64=True)
+    print(f"wrote {report.write_report(args.run_dir)}")
+    return 0
 
 
 # ---------------------------------------------------------------- gradcheck
@@ -272,6 +301,7 @@ def build_parser():
     options.add_train_parser(sub, cmd_train)
     options.add_reproduce_parser(sub, cmd_reproduce)
     options.add_evaluate_parser(sub, cmd_evaluate)
+    options.add_report_parser(sub, cmd_report)
     _add_gradcheck_parser(sub)
     return parser
 
@@ -283,6 +313,7 @@ def main(argv=None):
     from mlpnn_jax.checkpoint import CheckpointError
     from mlpnn_jax.config import ConfigError
     from mlpnn_jax.data import DataError
+    from mlpnn_jax.report import ReportError
     from mlpnn_jax.runs import RunError
 
     try:
@@ -290,7 +321,7 @@ def main(argv=None):
     except ConfigError as e:
         print(f"mlpnn-jax {args.command}: error: {e.describe(flag)}", file=sys.stderr)
         return USAGE_ERROR
-    except (UsageError, SetupError, RunError, DataError, CheckpointError) as e:
+    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -153,3 +153,14 @@ def add_evaluate_parser(sub, func):
     p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split")
     add_platform_options(p)
     p.set_defaults(func=func)
+
+
+def add_report_parser(sub, func):
+    p = sub.add_parser(
+        "report",
+        help="write a run's report.html again",
+        description="Rebuilds RUN_DIR/report.html from the files of a train or reproduce run.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    add_platform_options(p)
+    p.set_defaults(func=func)

@@ -21,6 +21,8 @@ RUN_FILES = (
     "accuracy_curve.png",
     "confusion.png",
     "confusion.txt",
+    "machine.json",
+    "report.html",
 )
 REPRODUCTION_LOSSES = ("ce", "kl")
 
