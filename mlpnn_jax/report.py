@@ -172,28 +172,8 @@ def _train_page(run_dir, machine, test_set):
         (f"{last['elapsed']:.1f} s", "training time"),
         (f"{int(cm.sum() - np.trace(cm))}", f"mistakes of {int(cm.sum())}"),
     ]
-    loss_label = f"{config.loss} loss (mean)"
-    curves = [
-        report_html.chart(
-            [("train", [h["train_loss"] for h in history]), ("test", [h["test_loss"] for h in history])],
-            loss_label,
-            "Loss",
-        ),
-        report_html.chart(
-            [("test", [100 * h["test_accuracy"] for h in history])], "test accuracy (%)", "Accuracy"
-        ),
-    ]
-    note = (
-        f"The train loss is measured against the smoothed targets (eps {config.label_smoothing:g}), so it"
-        " sits above the test loss, which uses the true labels."
-        if config.label_smoothing
-        else ""
-    )
     sections = [
-        report_html.section(
-            "Learning curves",
-            report_html.grid(*(report_html.img(c, "chart") for c in curves)) + report_html.note(note),
-        ),
+        _curves_section(config, history),
         report_html.results_section("Confusion matrix and per-class accuracy", cm),
         report_html.mistakes_section("Test digits it gets wrong", x, y, probs),
         report_html.section(
@@ -204,6 +184,28 @@ def _train_page(run_dir, machine, test_set):
         report_html.setup_section(config.to_json(), machine),
     ]
     return report_html.page("Training run", run_dir, subtitle, kpis, sections)
+
+
+def _curves_section(config, history):
+    """The learning curves of a train run: losses, and the accuracies of every split it measured."""
+    loss = [("train", [h["train_loss"] for h in history]), ("test", [h["test_loss"] for h in history])]
+    acc = [("test", [100 * h["test_accuracy"] for h in history])]
+    if "validation_accuracy" in history[0]:
+        acc.insert(0, ("validation", [100 * h["validation_accuracy"] for h in history]))
+    curves = [
+        report_html.chart(loss, f"{config.loss} loss (mean)", "Loss"),
+        report_html.chart(acc, "accuracy (%)", "Accuracy"),
+    ]
+    note = (
+        f"The train loss is measured against the smoothed targets (eps {config.label_smoothing:g}), so it"
+        " sits above the test loss, which uses the true labels."
+        if config.label_smoothing
+        else ""
+    )
+    return report_html.section(
+        "Learning curves",
+        report_html.grid(*(report_html.img(c, "chart") for c in curves)) + report_html.note(note),
+    )
 
 
 def _history(path):
