@@ -482,18 +482,82 @@ def _write_reproduction(run_dir, loss, train, test):
 # ---------------------------------------------------------------- gradcheck
 
 
-def cmd_gradcheck(args):
-    from mlpnn_jax.gradcheck import run_gradcheck
+def run_gradcheck(target, *, out=None, err=None, timeout=60.0, **request):
+    """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
 
+    ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
+    The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
+    user's traceback and one ``error:`` line, go to ``err``. Exit 0 when everything matches, 1 when
+    anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
+    """
+    from mlpnn_jax.gradcheck.isolate import Request, run_isolated
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    options = {
+        k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
+    }
+    request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
+    outcome, chatter = run_isolated(Request(target=target, options=options, **request), timeout)
+    err.write(chatter)
+    if outcome.code == 2:
+        err.write(outcome.traceback)
+        err.write(f"error: {outcome.error}\n")
+        return 2
+    out.write(outcome.report)
+    return outcome.code
+
+
+def cmd_gradcheck(args):
+    """The gradcheck subcommand (see ``add_gradcheck_parser``)."""
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
+    keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
+    request = {k: getattr(args, k) for k in keys}
     options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
-    return run_gradcheck(
-        args.target,
-        loss=args.loss,
-        soft_targets=args.soft_targets,
-        as_json=args.json,
-        seed=args.seed,
-        **options,
+    return run_gradcheck(args.target, as_json=args.json, timeout=args.timeout, **request, **options)
+
+
+def add_gradcheck_parser(sub):
+    """The gradcheck subcommand's arguments."""
+    from mlpnn_jax.gradcheck import LOSS_NAMES
+
+    p = sub.add_parser(
+        "gradcheck",
+        help="check a hand-written backprop against jax.grad",
+        description="Check a hand-written backprop (a function or Class.method in a .py file or a notebook) against "
+        "jax.grad: the calling convention and the network are inferred; the flags override what cannot be.",
     )
+    p.add_argument(
+        "target",
+        metavar="PATH:NAME",
+        help="FILE.py:function, FILE.py:Class.method or NOTEBOOK.ipynb:function",
+    )
+    p.add_argument(
+        "--forward", metavar="NAME", help="the forward function (or method) whose result the backprop takes"
+    )
+    p.add_argument("--init", metavar="NAME", help="the function that makes the params from the layer sizes")
+    p.add_argument(
+        "--loss",
+        choices=LOSS_NAMES,
+        help="the loss (default: inferred; the notebook's ce when nothing is exposed)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=["tanh", "relu", "sigmoid", "leaky_relu", "identity"],
+        help="hidden activation",
+    )
+    p.add_argument("--output", choices=["softmax", "sigmoid"], help="the output layer")
+    p.add_argument("--l2", type=float, help="the L2 coefficient lambda (the loss adds lambda/2 sum W**2)")
+    p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take (default 60)")
+    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
+    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
+    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
+    p.set_defaults(func=cmd_gradcheck)
+    return p
 
 
 # ---------------------------------------------------------------- main
@@ -533,16 +597,7 @@ def build_parser():
     _add_platform_options(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("gradcheck", help="check a hand-written backprop against jax.grad")
-    p.add_argument("target", metavar="FILE.py:FUNCTION")
-    p.add_argument("--loss", default="ce", help="ce, kl, mse, smooth_ce, focal or hinge")
-    p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
-    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
-    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
-    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
-    p.set_defaults(func=cmd_gradcheck)
+    add_gradcheck_parser(sub)
     return parser
 
 
