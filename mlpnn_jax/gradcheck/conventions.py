@@ -115,6 +115,7 @@ class Call:
     per_example: bool
     x_form: str  # batch: "rows", "cols"; per example: "vec", "col", "row"
     y_form: str  # batch: "int", "rows", "cols"; per example: "int", "vec", "col"
+    cache: int | None = None  # the forward's result passed whole, or this item of it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +148,8 @@ def assign_roles(args, has_forward, wants_params):
         low = name.lower().lstrip("_")
         role = next((r for r, names in ROLE_NAMES.items() if low in names and r not in used), None)
         if role is None and low.startswith(REG_PREFIXES):
+            if default:
+                break  # its own default (regularisation on or off, as the author left it)
             role = "0"
         if role is None and default:
             break  # the rest keep their defaults

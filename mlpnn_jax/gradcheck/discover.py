@@ -46,15 +46,18 @@ def _forms(fn, sizes):
         out.append(([list(sizes)], {}))
     if len(required) == len(sizes):
         out.append((list(sizes), {}))
-    kw = {}
+    kw, hidden_left = {}, list(hidden)
     for p in pos:
         low = p.name.lower()
-        for role, pattern in _SIZE_NAMES.items():
-            if pattern.match(low) and p.name not in kw:
-                kw[p.name] = {"D": D, "K": K}.get(
-                    role, hidden if low.endswith("s") else (hidden[0] if len(hidden) == 1 else None)
-                )
-    if kw and all(v is not None for v in kw.values()) and all(p.name in kw for p in required):
+        role = next((r for r, pattern in _SIZE_NAMES.items() if pattern.match(low)), None)
+        if role in ("D", "K"):
+            kw[p.name] = D if role == "D" else K
+        elif role == "H" and low.endswith("s"):
+            kw[p.name], hidden_left = list(hidden), []
+        elif role == "H":
+            kw[p.name] = hidden_left.pop(0) if hidden_left else None
+    complete = not hidden_left and all(v is not None for v in kw.values())
+    if kw and complete and all(p.name in kw for p in required):
         out.append(([], kw))
     return out
 

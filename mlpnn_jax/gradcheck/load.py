@@ -170,12 +170,31 @@ def _defines(node):
         return {a.asname or a.name for a in node.names}
     if isinstance(node, ast.Assign | ast.AnnAssign):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        return {name for t in targets for name in _bound(t)}
+    return set()
+
+
+def _bound(target):
+    """The names an assignment target binds (not those it subscripts or takes attributes of)."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, ast.Tuple | ast.List):
+        return {n for e in target.elts for n in _bound(e)}
+    if isinstance(target, ast.Starred):
+        return _bound(target.value)
     return set()
 
 
 def _uses(node):
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    """The free names a statement reads (a function's own arguments and locals left out)."""
+    loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    local = set()
+    for f in ast.walk(node):
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            a = f.args
+            local |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x is not None}
+            local |= {n.id for n in ast.walk(f) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return loads - local
 
 
 def _attr_uses(node, alias):
@@ -187,12 +206,13 @@ def _attr_uses(node, alias):
 
 
 def _runs_code(node, local_defs):
-    """Whether an assignment's value calls something that loads data or runs the user's code."""
+    """Whether an assignment's value calls the user's code or something that loads data."""
     for n in ast.walk(node.value if node.value is not None else node):
         if isinstance(n, ast.Call):
             f = n.func
-            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-            if name in local_defs or _DATA_CALL.match(name):
+            if isinstance(f, ast.Name) and (f.id in local_defs or f.id not in _SAFE_CALLS):
+                return True
+            if isinstance(f, ast.Attribute) and _DATA_CALL.match(f.attr):
                 return True
     return False
 

@@ -15,23 +15,32 @@ import numpy as np
 
 from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
 
-SIGMOID_LOSSES = ("se_sum", "se_half", "se_mean", "bce")
+SIGMOID_LOSSES = ("se_sum", "se_half", "se_mean", "bce", "bce_mean")
 ACTIVATION_NAMES = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 LEAK = 0.01
 LOSS_FAMILIES = {  # what --loss names: the candidate (head, loss) pairs it allows
-    "ce": (("softmax", "ce"), ("sigmoid", "bce")),
+    "ce": (("softmax", "ce"), ("sigmoid", "bce"), ("sigmoid", "bce_mean")),
     "kl": (("softmax", "kl"),),
-    "mse": (("softmax", "mse"), ("sigmoid", "se_sum"), ("sigmoid", "se_half"), ("sigmoid", "se_mean")),
+    "mse": (
+        ("softmax", "mse"),
+        ("softmax", "mse_half"),
+        ("softmax", "mse_mean"),
+        ("sigmoid", "se_sum"),
+        ("sigmoid", "se_half"),
+        ("sigmoid", "se_mean"),
+    ),
     "smooth_ce": (("softmax", "smooth_ce"),),
     "focal": (("softmax", "focal"),),
     "hinge": (("softmax", "hinge"),),
-    "bce": (("sigmoid", "bce"),),
+    "bce": (("sigmoid", "bce"), ("sigmoid", "bce_mean")),
     "se": (("sigmoid", "se_sum"), ("sigmoid", "se_half"), ("sigmoid", "se_mean")),
 }
 _DESCRIBE_LOSS = {
     "ce": "cross-entropy",
     "kl": "KL divergence",
-    "mse": "squared error of the probabilities",
+    "mse": "squared error of the probabilities sum_k (p_k - t_k)^2",
+    "mse_half": "squared error of the probabilities 1/2 sum_k (p_k - t_k)^2",
+    "mse_mean": "squared error of the probabilities averaged over the classes",
     "smooth_ce": "label-smoothed cross-entropy",
     "focal": "focal loss",
     "hinge": "multi-class hinge loss",
@@ -39,6 +48,7 @@ _DESCRIBE_LOSS = {
     "se_half": "squared error 1/2 sum_k (a_k - t_k)^2",
     "se_mean": "squared error averaged over the outputs",
     "bce": "binary cross-entropy summed over the outputs",
+    "bce_mean": "binary cross-entropy averaged over the outputs",
 }
 
 
@@ -92,7 +102,7 @@ def candidates(families=None, activations=None, options=()):
 def _takes(loss, option):
     from mlpnn_jax.losses import loss_options
 
-    return option in loss_options(loss)
+    return option in loss_options(_base(loss))
 
 
 # ------------------------------------------------------------------------------------------ numpy
@@ -114,7 +124,7 @@ _NP_ACT = {
 def targets(Y, K):
     """Integer labels (n,) -> one-hot rows (n, K); distributions (n, K) pass through (float64)."""
     Y = np.asarray(Y)
-    return np.eye(K)[Y] if Y.ndim == 1 else Y.astype(np.float64)
+    return np.eye(K)[Y] if Y.ndim <= 1 and Y.dtype.kind in "iu" else Y.astype(np.float64)
 
 
 def forward(net, params, X):
@@ -141,16 +151,26 @@ def outputs(net, params, X):
 
 def head_loss(net, Z, T):
     """(per-example loss (n,), its gradient with respect to the logits Z (n, K)) in numpy."""
+    scale = _scale(net.loss, Z.shape[1])
     if net.head == "softmax":
         from reference import LOSSES
 
-        return LOSSES[net.loss](Z, T, **dict(net.options))
+        value, dZ = LOSSES[_base(net.loss)](Z, T, **dict(net.options))
+        return scale * value, scale * dZ
     A = _sigmoid(Z)
-    if net.loss == "bce":
-        value = (np.logaddexp(0.0, Z) - T * Z).sum(1)
-        return value, A - T
-    scale = {"se_sum": 1.0, "se_half": 0.5, "se_mean": 1.0 / Z.shape[1]}[net.loss]
+    if net.loss.startswith("bce"):
+        return scale * (np.logaddexp(0.0, Z) - T * Z).sum(1), scale * (A - T)
     return scale * ((A - T) ** 2).sum(1), 2 * scale * (A - T) * A * (1 - A)
+
+
+def _base(loss):
+    """The project's loss a scaled variant is written from ("mse_half" -> "mse")."""
+    return "mse" if loss.startswith("mse") else loss
+
+
+def _scale(loss, K):
+    """The factor of a variant: 1/2 for "*_half", 1/K for "*_mean", else 1."""
+    return 0.5 if loss.endswith("_half") else 1.0 / K if loss.endswith("_mean") else 1.0
 
 
 def _reduce(net, n):
@@ -218,15 +238,15 @@ def _jax_loss(params, X, Y, net):
     for i in range(1, L + 1):
         z = a @ params[f"W{i}"] + (params[f"b{i}"] if f"b{i}" in params else 0.0)
         a = act(z) if i < L else z
+    scale = _scale(net.loss, a.shape[-1])
     if net.head == "softmax":
-        per = SOFTMAX_LOSSES[net.loss](a, Y, **dict(net.options))
+        per = scale * SOFTMAX_LOSSES[_base(net.loss)](a, Y, **dict(net.options))
     else:
         t = jax.nn.one_hot(Y, a.shape[-1], dtype=a.dtype) if Y.ndim == 1 else Y
         s = jax.nn.sigmoid(a)
-        if net.loss == "bce":
-            per = jnp.sum(jax.nn.softplus(a) - t * a, axis=-1)
+        if net.loss.startswith("bce"):
+            per = scale * jnp.sum(jax.nn.softplus(a) - t * a, axis=-1)
         else:
-            scale = {"se_sum": 1.0, "se_half": 0.5, "se_mean": 1.0 / a.shape[-1]}[net.loss]
             per = scale * jnp.sum((s - t) ** 2, axis=-1)
     total = jnp.mean(per) if net.reduction == "mean" else jnp.sum(per)
     l2 = sum(jnp.sum(v**2) for k, v in params.items() if k[0] == "W")
@@ -234,16 +254,16 @@ def _jax_loss(params, X, Y, net):
 
 
 @functools.cache
-def _jitted():
+def _transforms():
+    """jax.grad of the loss and its per-sample vmap, jitted (the net is static)."""
     import jax
 
-    grad = jax.jit(jax.grad(_jax_loss), static_argnames=("net",))
+    grad = jax.grad(_jax_loss)
 
     def per(params, X, Y, net):
-        return jax.vmap(lambda x, y: jax.grad(_jax_loss)(params, x[None], y[None], net))(X, Y)
+        return jax.vmap(lambda x, y: grad(params, x[None], y[None], net))(X, Y)
 
-    per = jax.jit(per, static_argnames=("net",))
-    return grad, per
+    return jax.jit(grad, static_argnames=("net",)), jax.jit(per, static_argnames=("net",))
 
 
 def _x64():
@@ -255,7 +275,7 @@ def _x64():
 def gradients(net, params, X, Y):
     """jax.grad of the net's loss in float64, whatever the caller's x64 setting (numpy dict)."""
     with _x64():
-        g = _jitted()[0](params, X, Y, net=net)
+        g = _transforms()[0](params, X, Y, net=net)
         return {k: np.asarray(g[k], dtype=np.float64) for k in params}
 
 
@@ -263,5 +283,5 @@ def per_sample_gradients(net, params, X, Y):
     """Each sample's gradient of its own loss (without L2), leading axis n: the rules' basis."""
     net = dataclasses.replace(net, l2=0.0, reduction="sum")
     with _x64():
-        g = _jitted()[1](params, X, Y, net=net)
+        g = _transforms()[1](params, X, Y, net=net)
         return {k: np.asarray(g[k], dtype=np.float64) for k in params}

@@ -69,29 +69,52 @@ def _screen(layout, cands, soft):
     return _Screen(p, grads, losses, outs)
 
 
-def _fits(screen, leaves, loss, outputs):
-    """Whether the user's values on the probe agree with some candidate's."""
+def _fits(screen, leaves, loss):
+    """Whether the user's gradients (up to L2) or loss on the probe agree with some candidate's."""
     if loss is not None and any(abs(loss - v) <= 1e-9 * max(1.0, abs(v)) for _, v in screen.losses):
-        return True
-    if outputs is not None and any(
-        outputs.shape == a.shape and (compare.matches(outputs, a, 1e-8) or compare.matches(outputs, z, 1e-8))
-        for _, a, z in screen.outputs
-    ):
         return True
     if any(v is None for v in leaves.values()):
         return False
     for _, g in screen.grads:
-        W = [k for k in g if k[0] == "W"]
         if all(compare.matches(leaves[k], g[k]) for k in g):
             return True
+        W = [k for k in g if k[0] == "W"]
         d = np.concatenate([(leaves[k] - g[k]).ravel() for k in W])
         w = np.concatenate([screen.problem.params[k].ravel() for k in W])
         c = float(d @ w) / float(w @ w)
-        if c > 0 and all(
-            compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g
-        ):
+        if c > 0 and all(compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g):
             return True
     return False
+
+
+def _outputs_fit(screen, outputs):
+    """Whether the forward pass's outputs are some candidate's (they do not depend on the labels)."""
+    return outputs is not None and any(
+        outputs.shape == a.shape and (compare.matches(outputs, a, 1e-8) or compare.matches(outputs, z, 1e-8))
+        for _, a, z in screen.outputs
+    )
+
+
+def _distance(screen, leaves):
+    """How far the gradients are from the nearest candidate's (a tie-breaker among misfits)."""
+    known = [k for k, v in leaves.items() if v is not None]
+    if not known:
+        return np.inf
+    with np.errstate(all="ignore"):
+        return min(
+            float(np.mean([np.abs(leaves[k] - g[k]).max() / (np.abs(g[k]).max() + 1e-300) for k in known]))
+            for _, g in screen.grads
+        )
+
+
+def _score(screen, out, conv):
+    """(fits, outputs fit, right shapes, -distance): the best convention has the largest."""
+    leaves, _, _, status, _ = runner.read_gradients(out, conv, screen.problem)
+    if _fits(screen, leaves, runner.mean_loss(out)):
+        return (1, 1, len(status), 0.0)
+    shapes = sum(s in ("ok", "dtype") for s in status.values())
+    dist = _distance(screen, leaves)
+    return (0, int(_outputs_fit(screen, runner.mean_outputs(out))), shapes, -dist if np.isfinite(dist) else -np.inf)
 
 
 def _conventions(target, layout, strict):
@@ -112,7 +135,9 @@ def _conventions(target, layout, strict):
             fcall = conventions.Call(
                 tuple(a for a, _ in fargs[: len(froles)]), froles, call.per_example, call.x_form, call.y_form
             )
-        out.append(runner.Convention(target, layout, call, fcall, strict))
+        for cache in (None, 1, 0) if "C" in call.roles else (None,):
+            c = dataclasses.replace(call, cache=cache)
+            out.append(runner.Convention(target, layout, c, fcall, strict))
     return out
 
 
@@ -122,7 +147,11 @@ def find(target, layouts, cands, soft, strict_first=False):
     for index, layout in enumerate(layouts):
         strict = strict_first and index == 0
         screen = _screen(layout, cands, soft)
-        for conv in _conventions(target, layout, strict):
+        convs = _conventions(target, layout, strict)
+        preferred, settled = (convs[0].call.per_example if convs else None), False
+        for conv in convs:
+            if settled and conv.call.per_example != preferred:
+                break  # the preferred mode runs with the right shapes: the other would hide batch bugs
             try:
                 out = runner.invoke(conv, screen.problem)
             except (Exception, SystemExit) as e:  # a convention that does not fit: the next one
@@ -130,10 +159,10 @@ def find(target, layouts, cands, soft, strict_first=False):
                 continue
             if strict:
                 return conv
-            leaves, _, _, status, _ = runner.read_gradients(out, conv, screen.problem)
-            if _fits(screen, leaves, runner.mean_loss(out), runner.mean_outputs(out)):
+            score = _score(screen, out, conv)
+            if score[0]:
                 return conv
-            score = sum(s in ("ok", "dtype") for s in status.values())
+            settled = settled or (conv.call.per_example == preferred and score[2] == len(layout.slots))
             if best is None or score > best[0]:
                 best = (score, conv)
     if best is not None:

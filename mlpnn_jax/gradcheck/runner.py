@@ -65,9 +65,15 @@ def _call_once(conv, params, x, y, sizes):
     fwd = None
     if t.forward is not None:
         fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values))
-        values["C"] = fwd
+        values["C"] = fwd if conv.call.cache is None else _item(fwd, conv.call.cache)
     result, caught = conventions.quiet_call(t.fn, *lead, *_args(conv.call, values))
     return result, fwd, obj, caught
+
+
+def _item(result, index):
+    if not isinstance(result, tuple | list) or len(result) <= index:
+        raise TypeError(f"the forward pass returned {compare.describe_value(result)}, not a tuple with item {index}")
+    return result[index]
 
 
 def invoke(conv, problem, params=None):
@@ -179,7 +185,7 @@ def _key_for(key, labels, strict):
 
 def _by_key(grads, conv):
     slots = conv.layout.slots
-    names = {s.label: (s.path[-1][1] if s.path[-1][0] == "key" else s.label) for s in slots}
+    names = {s.label: (str(s.path[-1][1]) if s.path[-1][0] in ("key", "attr") else s.label) for s in slots}
     inverse = {v: k for k, v in names.items()}
     try:
         keys = list(grads.keys())
