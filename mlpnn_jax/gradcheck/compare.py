@@ -148,7 +148,7 @@ def _shape_hint(got, problem, expected, role):
 
 def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape):
     """The ParamCheck of one parameter from its per-problem comparisons."""
-    order = ["missing", "type", "transposed", "shape", "nonfinite", "mismatch", "dtype", "ok"]
+    order = ["missing", "type", "transposed", "shape", "nonfinite", "mismatch", "dtype", "saturated", "ok"]
     per, worst_status, errs, worst, got_syms = [], "ok", [], None, []
     for p in problems:
         c, st, shape = cmp[p.name][name], status[p.name][name], shapes[p.name][name]

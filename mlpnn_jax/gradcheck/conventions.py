@@ -100,8 +100,13 @@ ROLE_NAMES = {
         "probs",
         "scores",
         "h",
+        "al",
+        "a_l",
+        "a_last",
+        "last_activation",
     },
 }
+RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
 REG_PREFIXES = ("reg", "lambd", "lam", "l2", "weight_decay", "alpha_reg")
 SPLIT_KEYS = ("loss", "cost", "l", "j")
 
@@ -115,7 +120,8 @@ class Call:
     per_example: bool
     x_form: str  # batch: "rows", "cols"; per example: "vec", "col", "row"
     y_form: str  # batch: "int", "rows", "cols"; per example: "int", "vec", "col"
-    cache: int | None = None  # the forward's result passed whole, or this item of it
+    cache: int | None = None  # the forward's result passed whole, or this item of it ("all": item i
+    # to the i-th of several such arguments)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +153,8 @@ def assign_roles(args, has_forward, wants_params):
     for name, default in args:
         low = name.lower().lstrip("_")
         role = next((r for r, names in ROLE_NAMES.items() if low in names and r not in used), None)
+        if role is None and low in RATE_NAMES:
+            role = "R"
         if role is None and low.startswith(REG_PREFIXES):
             if default:
                 break  # its own default (regularisation on or off, as the author left it)
@@ -162,7 +170,7 @@ def assign_roles(args, has_forward, wants_params):
         if role == "C" and not has_forward:
             return None
         roles.append(role)
-        if role != "0":
+        if role not in ("0", "C"):  # several arguments may take parts of the forward's result
             used.add(role)
     if "P" in used and not wants_params:
         return None
@@ -213,13 +221,13 @@ def split_result(result):
     if isinstance(result, tuple | list) and len(result) == 2:
         a, b = result
         if _scalar(a) and not _scalar(b):
-            return float(a), b
+            return _float(a), b
         if _scalar(b) and not _scalar(a):
-            return float(b), a
+            return _float(b), a
     if isinstance(result, dict):
         keys = [k for k in result if isinstance(k, str) and k.lower() in SPLIT_KEYS and _scalar(result[k])]
         if keys:
-            return float(result[keys[0]]), {k: v for k, v in result.items() if k != keys[0]}
+            return _float(result[keys[0]]), {k: v for k, v in result.items() if k != keys[0]}
     return None, result
 
 
@@ -227,9 +235,13 @@ def _scalar(v):
     if isinstance(v, bool) or v is None:
         return False
     if isinstance(v, int | float | np.floating | np.integer):
-        return math.isfinite(float(v)) or True
-    shape = getattr(v, "shape", None)
-    return shape == () and getattr(getattr(v, "dtype", None), "kind", "") in "fiu"
+        return True
+    size = getattr(v, "size", None)  # a 0-d array, or a (1, 1) one from np.dot: a loss all the same
+    return size == 1 and getattr(getattr(v, "dtype", None), "kind", "") in "fiu"
+
+
+def _float(v):
+    return float(np.asarray(v, dtype=np.float64).reshape(()))
 
 
 def find_outputs(obj, n, K, per_example):

@@ -33,12 +33,19 @@ def _ordered(params, labels):
     return tuple(p for p in names if p in params)
 
 
+_NOTE_PREFIX = {
+    "warning": "the function warned: ",
+    "saturation": "NaN or inf only where the units saturate (your arithmetic overflows there, e.g. exp without "
+    "subtracting the max, or 1 / (1 - a); the formulas are judged on the other problems): ",
+}
+
+
 def note_diagnoses(notes, labels):
     out = []
     for code, items in notes.items():
         shown = "; ".join(m for m, _ in items[:3])
         more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
-        prefix = "the function warned: " if code == "warning" else ""
+        prefix = _NOTE_PREFIX.get(code, "")
         params = _ordered([k for _, ps in items for k in ps], labels)
         out.append(Diagnosis(code, f"{prefix}{shown}{more}", params, "note"))
     return out

@@ -13,6 +13,7 @@ import inspect
 import re
 
 from mlpnn_jax.gradcheck import conventions, layouts, problems
+from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
 _SIZE_NAMES = {
     "D": re.compile(
@@ -40,13 +41,16 @@ def _forms(fn, sizes):
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     pos = [p for p in params if p.kind in kinds]
     required = [p for p in pos if p.default is inspect.Parameter.empty]
+    rates = [p for p in required if p.name.lower() in RATE_NAMES]  # a learning rate the maker wants
+    tail = [0.1] * len(rates) if required[len(required) - len(rates) :] == rates else None
+    required = [p for p in required if p not in rates]
     D, hidden, K = sizes[0], list(sizes[1:-1]), sizes[-1]
     out = []
-    if len(required) == 1 or (required and _LIST_NAMES.match(required[0].name.lower())):
-        out.append(([list(sizes)], {}))
-    if len(required) == len(sizes):
-        out.append((list(sizes), {}))
-    kw, hidden_left = {}, list(hidden)
+    if tail is not None and (len(required) == 1 or (required and _LIST_NAMES.match(required[0].name.lower()))):
+        out.append(([list(sizes), *tail], {}))
+    if tail is not None and len(required) == len(sizes):
+        out.append(([*sizes, *tail], {}))
+    kw, hidden_left = {p.name: 0.1 for p in rates}, list(hidden)
     for p in pos:
         low = p.name.lower()
         role = next((r for r, pattern in _SIZE_NAMES.items() if pattern.match(low)), None)
@@ -116,13 +120,14 @@ def _maker(maker, args, kwargs, sizes):
     """sizes -> a fresh container, calling the maker in the form that worked for ``sizes``."""
 
     def make(new):
-        swap = dict(zip(sizes, new))
-        a = [swap.get(v, v) if isinstance(v, int) else [swap.get(x, x) for x in v] for v in args]
-        kw = {
-            k: swap.get(v, v) if isinstance(v, int) else [swap.get(x, x) for x in v]
-            for k, v in kwargs.items()
-        }
-        return maker(*a, **kw)
+        swap = dict(zip(sizes, new, strict=True))
+
+        def sub(v):
+            if isinstance(v, list):
+                return [swap.get(x, x) for x in v]
+            return swap.get(v, v) if isinstance(v, int) else v
+
+        return maker(*[sub(v) for v in args], **{k: sub(v) for k, v in kwargs.items()})
 
     return make
 

@@ -135,7 +135,8 @@ def _conventions(target, layout, strict):
             fcall = conventions.Call(
                 tuple(a for a, _ in fargs[: len(froles)]), froles, call.per_example, call.x_form, call.y_form
             )
-        for cache in (None, 1, 0) if "C" in call.roles else (None,):
+        several = call.roles.count("C") > 1
+        for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
             c = dataclasses.replace(call, cache=cache)
             out.append(runner.Convention(target, layout, c, fcall, strict))
     return out

@@ -41,6 +41,7 @@ CODES = {
     "inferred": "what the checker inferred about the code (note)",
     "skipped": "parts of the file the checker did not load (note)",
     "l2_note": "the gradient includes L2 regularisation, as the loss does (note)",
+    "saturation": "a gradient is NaN or inf only where the units saturate: the code overflows there (note)",
     "not_array": "a gradient is a list or tuple rather than an array (note)",
     "mutation": "the function modified its inputs in place (note)",
     "warning": "the function raised warnings (note)",
@@ -82,7 +83,7 @@ class ParamCheck:
 
     @property
     def ok(self):
-        return self.status == "ok"
+        return self.status in ("ok", "saturated")
 
     def to_json(self):
         return {

@@ -57,16 +57,62 @@ def _args(call, roles_values):
     return [roles_values[r] for r in call.roles]
 
 
+RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
+
+
+class Updated(dict):
+    """Gradients read off an in-place update: (params before - after) / learning rate."""
+
+
+def _set_rates(obj):
+    """Set the instance's learning-rate attributes to 1 (so that an in-place update is - gradient)."""
+    names = [k for k in vars(obj) if k.lower() in RATE_NAMES] if hasattr(obj, "__dict__") else []
+    for k in names:
+        setattr(obj, k, 1.0)
+    return names
+
+
+def _updated(conv, obj, params):
+    """The gradients of a call that updated the params in place with rate 1, or None."""
+    grads = Updated()
+    for slot in conv.layout.slots:
+        before = slot.to_user(params[slot.canon])
+        try:
+            now = np.asarray(layouts.get(obj, slot.path), dtype=np.float64)
+        except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+            return None
+        if now.shape != before.shape:
+            return None
+        grads[slot.label] = before - now
+    return grads if any(np.any(g) for g in grads.values()) else None
+
+
 def _call_once(conv, params, x, y, sizes):
     obj = conv.layout.build(params, sizes)
     t = conv.target
-    values = {"X": x, "Y": y, "P": obj, "0": 0.0}
+    rated = _set_rates(obj) if t.is_method() else []
+    values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": 1.0}
     lead = [obj] if t.is_method() else []
     fwd = None
     if t.forward is not None:
         fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values))
-        values["C"] = fwd if conv.call.cache is None else _item(fwd, conv.call.cache)
-    result, caught = conventions.quiet_call(t.fn, *lead, *_args(conv.call, values))
+        values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
+    args = _args(conv.call, values)
+    if conv.call.cache == "all":
+        spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
+        for j, i in enumerate(spots):
+            args[i] = _item(fwd, j)
+    result, caught = conventions.quiet_call(t.fn, *lead, *args)
+    if conventions.split_result(result)[1] is None:
+        grads = _updated(conv, obj, params)
+        if grads is not None and not (rated or "R" in conv.call.roles):
+            raise ValueError(
+                f"{t.name} updated the params in place instead of returning gradients, with a learning rate "
+                f"the checker cannot set (name it lr or learning_rate, as an argument or attribute)"
+            )
+        if grads is not None:
+            loss = conventions.split_result(result)[0]
+            result = grads if loss is None else (loss, grads)
     return result, fwd, obj, caught
 
 
@@ -146,6 +192,8 @@ def slot_values(grads, conv, sizes):
     """({label: value} for the gradients found, findings) from the returned gradients."""
     layout, labels = conv.layout, [s.label for s in conv.layout.slots]
     want = "a dict with keys " + ", ".join(labels)
+    if isinstance(grads, Updated):
+        return dict(grads), []
     if isinstance(grads, Mapping):
         if layout.kind not in ("dict", "attributes") and not conv.strict_keys:
             return {}, [
@@ -199,7 +247,11 @@ def _by_key(grads, conv):
         else:
             found[inverse[hit]] = grads[k]
     missing = [lab for lab in names if lab not in found]
-    return found, _key_findings(missing, extra, keys, list(names))
+    findings = _key_findings(missing, extra, keys, list(names))
+    if not conv.strict_keys and not missing:  # e.g. dA1, dZ2 returned alongside: not an error here
+        also = f"also returned {', '.join(repr(k) for k in extra)}: not parameters, ignored"
+        findings = [("extra_key", (), also, "note") if f[0] == "extra_key" else f for f in findings]
+    return found, findings
 
 
 def _key_findings(missing, extra, keys, names):
