@@ -251,18 +251,25 @@ def _reference(conv, probs, runs, cands):
 
 def _compared(conv, probs, runs, expected, rtol, keys):
     """Per problem: canonical gradients, comparisons, shapes, dtypes, statuses; and the findings."""
-    got, cmp, shapes, dtypes, status, findings = {}, {}, {}, {}, {}, {}
+    got, cmp, shapes, dtypes, status, found = {}, {}, {}, {}, {}, {}
     for p in reversed(probs):  # the largest first: its messages are kept (n, D, H, K all differ)
-        leaves, sh, dt, st, found = read_gradients(runs[p.name], conv, p, expected[p.name])
-        if p.regime == "saturated":
-            st, found = _saturation(st, found)
+        leaves, shapes[p.name], dtypes[p.name], status[p.name], found[p.name] = read_gradients(
+            runs[p.name], conv, p, expected[p.name]
+        )
         with np.errstate(all="ignore"):
             cmp[p.name] = {
                 k: None if leaves[k] is None else compare.compare(leaves[k], expected[p.name][k], rtol)
                 for k in keys
             }
-        got[p.name], shapes[p.name], dtypes[p.name], status[p.name] = leaves, sh, dt, st
-        for code, params, message, level in found:
+        got[p.name] = leaves
+    for p in probs:
+        if p.regime == "saturated":
+            finite_elsewhere = {k for k in keys if all(status[q.name][k] != "nonfinite" for q in probs if q is not p)}
+            labels = {sl.canon: sl.label for sl in conv.layout.slots}
+            status[p.name], found[p.name] = _saturation(status[p.name], found[p.name], finite_elsewhere, labels)
+    findings = {}
+    for p in reversed(probs):
+        for code, params, message, level in found[p.name]:
             key = (code, params, level, message if level == "note" else None)
             findings.setdefault(key, [message, []])[1].append(p.name)
         for code, params, message in runs[p.name].notes:
@@ -270,12 +277,14 @@ def _compared(conv, probs, runs, expected, rtol, keys):
     return got, cmp, shapes, dtypes, status, findings
 
 
-def _saturation(status, found):
+def _saturation(status, found, finite_elsewhere, labels):
     """NaN or inf only where the units saturate is a note: the user's arithmetic overflows there
     (exp without the max subtracted, 1 / (1 - a)), which finite differences of their own loss
     would not call wrong; the unsaturated problems still judge the formulas."""
-    status = {k: "saturated" if v == "nonfinite" else v for k, v in status.items()}
-    found = [("saturation", f[1], f[2], "note") if f[0] == "nonfinite" else f for f in found]
+    moved = {k for k, v in status.items() if v == "nonfinite" and k in finite_elsewhere}
+    status = {k: "saturated" if k in moved else v for k, v in status.items()}
+    names = {labels[k] for k in moved}
+    found = [("saturation", *f[1:3], "note") if f[0] == "nonfinite" and f[1][0] in names else f for f in found]
     return status, found
 
 
