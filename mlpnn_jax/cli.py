@@ -525,7 +525,8 @@ def add_gradcheck_parser(sub):
     p = sub.add_parser(
         "gradcheck",
         help="check a hand-written backprop against jax.grad",
-        description="Check a hand-written backprop (a function or Class.method in a .py file or a notebook) against "
+        description="Check a hand-written backprop (a function or Class.method in a .py file or a "
+        "notebook) against "
         "jax.grad: the calling convention and the network are inferred; the flags override what cannot be.",
     )
     p.add_argument(

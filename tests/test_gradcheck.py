@@ -389,7 +389,8 @@ def test_cli_never_runs_the_files_top_level_statements(tmp_path):
     source = (GALLERY / "correct.py").read_text()
     (tmp_path / "gallery_common.py").write_text((GALLERY / "gallery_common.py").read_text())
     (tmp_path / "loads_data.py").write_text(
-        f"{source}\nimport numpy\nDATA = numpy.loadtxt('/no/such/file.csv')\nraise RuntimeError('top level')\n"
+        f"{source}\nimport numpy\nDATA = numpy.loadtxt('/no/such/file.csv')\nraise RuntimeError('top "
+        "level')\n"
     )
     code, out, err = cli(f"{tmp_path / 'loads_data.py'}:backprop")
     assert code == 0, err + out
@@ -425,6 +426,6 @@ def test_cli_syntax_error_exits_2(tmp_path):
     code, out, err = cli(f"{tmp_path / 'typo.py'}:backprop")
     assert code == 2 and out == ""
     assert (
-        err
-        == "error: typo.py: backprop (line 1) is not valid Python 3: SyntaxError: expected ':' ('def backprop(params, X, Y)')\n"
+        err == "error: typo.py: backprop (line 1) is not valid Python 3: SyntaxError: expected ':' ('def "
+        "backprop(params, X, Y)')\n"
     )

@@ -45,12 +45,22 @@ def test_the_init_function_is_found_without_init():
     assert outcome.code == 0 and "from create_classifier" in outcome.report
 
 
-def test_a_notebook_with_magics_shell_lines_and_python_2_loads_only_what_is_needed():
-    outcome = run("deep.ipynb:backward", init="init_weights")
+def test_a_notebook_with_magics_shell_lines_and_python_2_loads_only_what_is_needed(tmp_path):
+    notebook = json.loads((OWN / "deep.ipynb").read_text())
+    notebook["cells"].append(
+        {"cell_type": "code", "source": ["print 'done'\n"], "metadata": {}, "outputs": []}
+    )
+    (tmp_path / "deep.ipynb").write_text(json.dumps(notebook))
+    outcome = run_file(Request(target=f"{tmp_path / 'deep.ipynb'}:backward", init="init_weights"))
     assert outcome.code == 0, outcome.report + outcome.error
     assert "params are the list [params[0] (5, 4), params[1] (4, 6), params[2] (6, 3)]" in outcome.report
     assert "3 weight layers, relu hidden, softmax output" in outcome.report and "no biases" in outcome.report
-    for skipped in ("'%matplotlib inline' (a magic or shell line)", "!wget", "np.load('data.npz')", "not valid Python 3"):
+    for skipped in (
+        "'%matplotlib inline' (a magic or shell line)",
+        "!wget",
+        'np.load("data.npz")',
+        "not valid Python 3",
+    ):
         assert skipped in outcome.report, skipped
 
 
@@ -119,7 +129,14 @@ def context(parts, change):
         ("scale", lambda p, k, v: v * p.n, "scale", "off by a factor of n"),
         ("scale", lambda p, k, v: -v, "sign", "the wrong sign"),
         ("l2", lambda p, k, v: v + 0.3 * p.params[k] * (k[0] == "W"), "l2", "lambda = 0.3"),
-        ("few_entries", lambda p, k, v: v * np.where(np.arange(v.size).reshape(v.shape) == 1, 1.01, 1.0) if k == "W1" else v, "few_entries", "only entry"),
+        (
+            "few_entries",
+            lambda p, k, v: (
+                v * np.where(np.arange(v.size).reshape(v.shape) == 1, 1.01, 1.0) if k == "W1" else v
+            ),
+            "few_entries",
+            "only entry",
+        ),
     ],
 )
 def test_each_rule_alone(ctx_parts, rule, change, code, text):
@@ -179,7 +196,8 @@ def test_closed_stdout_and_a_students_own_modules_beside_the_file(tmp_path):
     (tmp_path / "mlpnn_jax.py").write_text("raise ImportError('mine')\n")
     (tmp_path / "bp.py").write_text(
         "import sys\nimport numpy as np\n\n\ndef backprop(params, X, Y):\n    sys.stdout.close()\n"
-        "    n = len(X)\n    A1 = np.tanh(X @ params['W1'] + params['b1'])\n    Z = A1 @ params['W2'] + params['b2']\n"
+        "    n = len(X)\n    A1 = np.tanh(X @ params['W1'] + params['b1'])\n    Z = A1 @ params['W2'] + "
+        "params['b2']\n"
         "    P = np.exp(Z - Z.max(1, keepdims=True))\n    P /= P.sum(1, keepdims=True)\n"
         "    d2 = (P - np.eye(P.shape[1])[Y]) / n\n    d1 = d2 @ params['W2'].T * (1 - A1**2)\n"
         "    return {'W1': X.T @ d1, 'b1': d1.sum(0), 'W2': A1.T @ d2, 'b2': d2.sum(0)}\n"

@@ -227,7 +227,7 @@ def _identified(conv, seed, cands, soft):
     runs = _run_all(conv, probs)
     ref = _reference(conv, probs, runs, cands)
     if ref.nets is not None:
-        again, expected = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft)
+        again, _ = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft)
         if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
             probs, runs = again, _run_all(conv, again)
             ref = _reference(conv, probs, runs, cands)
@@ -243,7 +243,8 @@ def _reference(conv, probs, runs, cands):
     ref = identify.identify(probs, got, losses, outputs, cands)
     if ref is None:
         raise GradcheckUsageError(
-            f"the outputs of {conv.target.forward_name} match no candidate network (pass --activation and --output, "
+            f"the outputs of {conv.target.forward_name} match no candidate network (pass --activation "
+            "and --output, "
             "or check the forward pass)"
         )
     return ref
@@ -264,9 +265,13 @@ def _compared(conv, probs, runs, expected, rtol, keys):
         got[p.name] = leaves
     for p in probs:
         if p.regime == "saturated":
-            finite_elsewhere = {k for k in keys if all(status[q.name][k] != "nonfinite" for q in probs if q is not p)}
+            finite_elsewhere = {
+                k for k in keys if all(status[q.name][k] != "nonfinite" for q in probs if q is not p)
+            }
             labels = {sl.canon: sl.label for sl in conv.layout.slots}
-            status[p.name], found[p.name] = _saturation(status[p.name], found[p.name], finite_elsewhere, labels)
+            status[p.name], found[p.name] = _saturation(
+                status[p.name], found[p.name], finite_elsewhere, labels
+            )
     findings = {}
     for p in reversed(probs):
         for code, params, message, level in found[p.name]:
@@ -284,7 +289,9 @@ def _saturation(status, found, finite_elsewhere, labels):
     moved = {k for k, v in status.items() if v == "nonfinite" and k in finite_elsewhere}
     status = {k: "saturated" if k in moved else v for k, v in status.items()}
     names = {labels[k] for k in moved}
-    found = [("saturation", *f[1:3], "note") if f[0] == "nonfinite" and f[1][0] in names else f for f in found]
+    found = [
+        ("saturation", *f[1:3], "note") if f[0] == "nonfinite" and f[1][0] in names else f for f in found
+    ]
     return status, found
 
 
@@ -310,7 +317,9 @@ def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
             (
                 "batch",
                 sorted(todo, key=ctx.keys.index),
-                f"right on {n1.name} (one sample) but wrong on larger batches: the mistake is in how the samples are combined (a sum or mean over the wrong axis, indexing, or broadcasting over the batch)",
+                f"right on {n1.name} (one sample) but wrong on larger batches: the mistake is in how "
+                "the samples are combined (a sum or mean over the wrong axis, indexing, or broadcasting "
+                "over the batch)",
             )
         )
     mentioned = {k for _, ks, _ in found for k in ks} | f32
@@ -321,7 +330,10 @@ def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
             (
                 "mismatch",
                 [k],
-                f"{ctx.label(k)} differs from the expected gradient (worst entry {list(c['worst_index'])} on {worst.name}, relative error {c['max_entry_rel_err']:.1e}); no simple pattern (scale, sign, subset of samples, activation derivative) explains it",
+                f"{ctx.label(k)} differs from the expected gradient (worst entry "
+                f"{list(c['worst_index'])} on {worst.name}, relative error "
+                f"{c['max_entry_rel_err']:.1e}); no simple pattern (scale, sign, subset of samples, "
+                "activation derivative) explains it",
             )
         )
     _ = unexplained
@@ -345,9 +357,13 @@ def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout
         errors.append(
             Diagnosis(
                 "reference",
-                f"the reference ({check['what']}) disagrees with {check['method']} on {check['problem']} (max rel err {check['max_rel_err']:.1e}): a bug in mlpnn_jax, please report it"
+                f"the reference ({check['what']}) disagrees with {check['method']} on "
+                f"{check['problem']} (max rel err {check['max_rel_err']:.1e}): a bug in mlpnn_jax, "
+                "please report it"
                 if ref.nets is not None
-                else f"your loss is not smooth enough here for finite differences (steps {FD_STEP:g} and {10 * FD_STEP:g} disagree by {check['max_rel_err']:.1e}): pass --activation/--output/--loss so that a reference network can be used",
+                else f"your loss is not smooth enough here for finite differences (steps {FD_STEP:g} "
+                f"and {10 * FD_STEP:g} disagree by {check['max_rel_err']:.1e}): pass "
+                "--activation/--output/--loss so that a reference network can be used",
             )
         )
     extra = [Diagnosis("l2_note", ref.note, (), "note")] if ref.note else []
@@ -395,7 +411,8 @@ def _sentences(conv, probs, ref):
     if ref.nets is None:
         return (
             first,
-            "Its loss matches none of the candidate networks, so its gradients are checked against centred finite differences of that loss.",
+            "Its loss matches none of the candidate networks, so its gradients are checked against "
+            "centred finite differences of that loss.",
         )
     verdict = "its gradients match it" if ref.matched else "it is the reference"
     how = {

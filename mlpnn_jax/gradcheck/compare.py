@@ -116,7 +116,8 @@ def shape_finding(name, got, problem, expected, role=None):
         )
         return (
             "transposed",
-            f"{name} is transposed: its shape is {g_sym} = {tuple(got.shape)}, expected {e_sym} = {tuple(exp)}{tail}",
+            f"{name} is transposed: its shape is {g_sym} = {tuple(got.shape)}, expected {e_sym} = "
+            f"{tuple(exp)}{tail}",
         )
     return "shape", head + _shape_hint(got, problem, expected, role)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
-import math
 import warnings
 
 import numpy as np

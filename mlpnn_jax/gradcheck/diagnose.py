@@ -35,8 +35,8 @@ def _ordered(params, labels):
 
 _NOTE_PREFIX = {
     "warning": "the function warned: ",
-    "saturation": "NaN or inf only where the units saturate (your arithmetic overflows there, e.g. exp without "
-    "subtracting the max, or 1 / (1 - a); the formulas are judged on the other problems): ",
+    "saturation": "NaN or inf only where the units saturate (your arithmetic overflows there, e.g. exp "
+    "without subtracting the max, or 1 / (1 - a); the formulas are judged on the other problems): ",
 }
 
 
@@ -65,14 +65,16 @@ def narrow(problems, cmp, dtypes, status, labels):
     worst = max(errs.values())
     f32 = {k for k, e in errs.items() if e <= 1e-4}
     verdict = (
-        f"apart from that they agree to {fmt(worst)} relative, about float32 rounding: the formulas look right"
+        f"apart from that they agree to {fmt(worst)} relative, about float32 rounding: the formulas "
+        "look right"
         if len(f32) == len(errs)
         else f"and they are off by up to {fmt(worst)} relative, more than float32 rounding explains"
     )
     names = [labels[k] for k in errs]
     text = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
     message = (
-        f"{text}: {'/'.join(sorted(types))}, whose rounding (6e-8 relative per operation) this float64 check cannot "
+        f"{text}: {'/'.join(sorted(types))}, whose rounding (6e-8 relative per operation) this float64 "
+        "check cannot "
         f"tell apart from a bug; compute in float64 ({verdict})"
         + where(sorted(on), [p.name for p in problems])
     )
@@ -96,7 +98,8 @@ def layer_message(ctx, failing, unexplained):
     right = [k for k in keys if k not in failing]
     wrong = [k for k in keys if k in failing]
     head = (
-        f"{ctx.names(wrong)} {rules.verb(len(wrong))} wrong, {ctx.names(right)} {rules.verb(len(right))} right"
+        f"{ctx.names(wrong)} {rules.verb(len(wrong))} wrong, {ctx.names(right)} "
+        f"{rules.verb(len(right))} right"
         if right
         else ""
     )
@@ -106,7 +109,8 @@ def layer_message(ctx, failing, unexplained):
     table = {
         frozenset(
             {"W1", "b1"}
-        ): f"{head}: the error is in the backward pass through the hidden layer (the activation's derivative, or dA1 = dZ2 @ W2.T), since dZ2 itself is right",
+        ): f"{head}: the error is in the backward pass through the hidden layer (the activation's "
+        "derivative, or dA1 = dZ2 @ W2.T), since dZ2 itself is right",
         frozenset({"W1"}): f"{head}: dZ1 is right ({L('b1')} is), so the mistake is in dW1 = X.T @ dZ1 / n",
         frozenset(
             {"b1"}
@@ -116,14 +120,17 @@ def layer_message(ctx, failing, unexplained):
         frozenset({"b2"}): _output_message(head),
         frozenset(
             {"W1", "W2"}
-        ): f"{head}: the errors dZ are right (the biases are); the mistake is in the products with the layer inputs (X.T @ dZ1, A1.T @ dZ2)",
+        ): f"{head}: the errors dZ are right (the biases are); the mistake is in the products with the "
+        "layer inputs (X.T @ dZ1, A1.T @ dZ2)",
         frozenset(
             {"b1", "b2"}
-        ): f"{head}: the errors dZ are right (the weights are); the mistake is in the biases' sums over the batch",
+        ): f"{head}: the errors dZ are right (the weights are); the mistake is in the biases' sums over "
+        "the batch",
     }
     if set(failing) == set(keys) and unexplained == failing:
         return (
-            "every parameter is wrong: the mistake is probably where the backward pass starts, in dZ2 = dL/dZ2 (the "
+            "every parameter is wrong: the mistake is probably where the backward pass starts, in dZ2 = "
+            "dL/dZ2 (the "
             "loss's gradient with respect to the logits), and propagates to every layer"
         )
     return table.get(frozenset(failing))
@@ -131,11 +138,14 @@ def layer_message(ctx, failing, unexplained):
 
 def _output_message(head):
     return (
-        f"{head}: since W1 and b1 are right, the error dZ2 sent back to the hidden layer is right; the mistake is in "
+        f"{head}: since W1 and b1 are right, the error dZ2 sent back to the hidden layer is right; the "
+        "mistake is in "
         "the output layer's own gradients (dW2 = A1.T @ dZ2 / n, db2 = dZ2.sum(axis=0) / n)"
     )
 
 
 def _deep_layer_message(ctx, failing, head):
     layers_wrong = sorted({int(k[1:]) for k in failing})
-    return f"{head}: the wrong gradients are in layer{'s' if len(layers_wrong) > 1 else ''} {', '.join(map(str, layers_wrong))} (1 = the input layer)"
+    which = ", ".join(map(str, layers_wrong))
+    return f"{head}: the wrong gradients are in layer{'s' if len(layers_wrong) > 1 else ''} {which} (1 "
+    "= the input layer)"

@@ -46,7 +46,9 @@ def _forms(fn, sizes):
     required = [p for p in required if p not in rates]
     D, hidden, K = sizes[0], list(sizes[1:-1]), sizes[-1]
     out = []
-    if tail is not None and (len(required) == 1 or (required and _LIST_NAMES.match(required[0].name.lower()))):
+    if tail is not None and (
+        len(required) == 1 or (required and _LIST_NAMES.match(required[0].name.lower()))
+    ):
         out.append(([list(sizes), *tail], {}))
     if tail is not None and len(required) == len(sizes):
         out.append(([*sizes, *tail], {}))

@@ -118,7 +118,9 @@ def _by_loss(problems, got, losses, cands):
     if not keep:  # a loss clipped where the softmax saturates (log(max(p, eps))) still names its network
         small = [p for p in problems if p.regime == "small"]
         keep = _loss_matches(small, problems, losses, cands)
-        how = "its loss matches on the unsaturated problems (not on the saturated one: clipped probabilities?)"
+        how = (
+            "its loss matches on the unsaturated problems (not on the saturated one: clipped probabilities?)"
+        )
     if not keep:
         return Reference(None, "its loss matches no candidate network", False, "loss")
     for nets in keep:
@@ -154,6 +156,7 @@ def _pick(problems, got, keep, exposed, how):
             return Reference(dict.fromkeys([p.name for p in problems], c), how, True, exposed)
         if exposed in ("nothing", "outputs"):
             lam = sorted({f"{v:.6g}" for v in cs.values()})
-            note = f"the gradients include L2 regularisation with lambda = {' / '.join(lam)} (its loss is not exposed to confirm it)"
+            note = f"the gradients include L2 regularisation with lambda = {' / '.join(lam)} (its loss "
+            note += "is not exposed to confirm it)"
             return Reference(_with_l2(c, cs), how, True, exposed, note)
     return Reference(dict.fromkeys([p.name for p in problems], keep[0]), how, False, exposed)

@@ -60,7 +60,7 @@ def run_file(req):
         path, name = load.split_target(req.target)
         modules = {}
         objs, module = load.load(path, [name], modules)
-        forward = init = None
+        forward = None
         if req.forward:
             fpath, fname = _named(req.forward, path)
             if "." not in fname and "." in name and not fname.startswith(name.split(".")[0]):
@@ -144,13 +144,15 @@ def run_isolated(req, timeout):
             chatter = _text(e.stdout) + _text(e.stderr)
             return Outcome(
                 2,
-                error=f"the check of {req.target} did not finish within {timeout:g} s (an endless loop, or waiting for input?); raise --timeout if it is just slow",
+                error=f"the check of {req.target} did not finish within {timeout:g} s (an endless loop, "
+                "or waiting for input?); raise --timeout if it is just slow",
             ), chatter
         chatter = proc.stdout + proc.stderr
         if not result.is_file():
             return Outcome(
                 2,
-                error=f"the process checking {req.target} ended (exit status {proc.returncode}) before the check finished: does the code call os._exit or exit the interpreter?",
+                error=f"the process checking {req.target} ended (exit status {proc.returncode}) before "
+                "the check finished: does the code call os._exit or exit the interpreter?",
             ), chatter
         return Outcome(**json.loads(result.read_text())), chatter
 

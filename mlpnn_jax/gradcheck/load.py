@@ -192,7 +192,9 @@ def _uses(node):
     for f in ast.walk(node):
         if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             a = f.args
-            local |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x is not None}
+            local |= {
+                x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x is not None
+            }
             local |= {n.id for n in ast.walk(f) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     return loads - local
 
@@ -254,7 +256,8 @@ class Module:
             return True
         if isinstance(node, ast.Assign | ast.AnnAssign) and _runs_code(node, self.defs):
             self.skipped.append(
-                f"{chunk.where}: {chunk.text.splitlines()[0][:50]!r} (assigns {name} by running code at import: not run)"
+                f"{chunk.where}: {chunk.text.splitlines()[0][:50]!r} (assigns {name} by running code at "
+                "import: not run)"
             )
             return True
         for used in sorted(_uses(node) - {name}):
@@ -400,6 +403,11 @@ def _describe(obj):
     return describe_value(obj)
 
 
+def _definition_or_docstring(node):
+    kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom
+    return isinstance(node, kinds) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+
+
 def skipped_summary(module, limit=8):
     """The pieces of the file that were not run, in a few words each."""
     loaded_chunks = {id(module.defs[n]) for n in module.loaded if n in module.defs}
@@ -407,11 +415,8 @@ def skipped_summary(module, limit=8):
     for c in module.chunks:
         if c.node is None:
             out.append(f"{c.where}: not valid Python 3 ({c.error})")
-        elif id(c) not in loaded_chunks and not isinstance(
-            c.node, ast.FunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom
-        ):
-            if not (isinstance(c.node, ast.Expr) and isinstance(c.node.value, ast.Constant)):
-                out.append(f"{c.where}: {c.text.strip().splitlines()[0][:50]!r}")
+        elif id(c) not in loaded_chunks and not _definition_or_docstring(c.node):
+            out.append(f"{c.where}: {c.text.strip().splitlines()[0][:50]!r}")
     if len(out) > limit:
         out = [*out[:limit], f"and {len(out) - limit} more top-level statements"]
     return out

@@ -133,7 +133,7 @@ def forward(net, params, X):
     Zs, As = [], [np.asarray(X, np.float64)]
     L = layers(params)
     for i in range(1, L + 1):
-        Z = As[-1] @ params[f"W{i}"] + (params[f"b{i}"] if f"b{i}" in params else 0.0)
+        Z = As[-1] @ params[f"W{i}"] + params.get(f"b{i}", 0.0)
         Zs.append(Z)
         if i < L:
             As.append(act(Z))
@@ -236,7 +236,7 @@ def _jax_loss(params, X, Y, net):
     L = layers(params)
     a = X
     for i in range(1, L + 1):
-        z = a @ params[f"W{i}"] + (params[f"b{i}"] if f"b{i}" in params else 0.0)
+        z = a @ params[f"W{i}"] + params.get(f"b{i}", 0.0)
         a = act(z) if i < L else z
     scale = _scale(net.loss, a.shape[-1])
     if net.head == "softmax":

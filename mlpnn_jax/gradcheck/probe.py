@@ -82,7 +82,9 @@ def _fits(screen, leaves, loss):
         d = np.concatenate([(leaves[k] - g[k]).ravel() for k in W])
         w = np.concatenate([screen.problem.params[k].ravel() for k in W])
         c = float(d @ w) / float(w @ w)
-        if c > 0 and all(compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g):
+        if c > 0 and all(
+            compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g
+        ):
             return True
     return False
 
@@ -114,7 +116,12 @@ def _score(screen, out, conv):
         return (1, 1, len(status), 0.0)
     shapes = sum(s in ("ok", "dtype") for s in status.values())
     dist = _distance(screen, leaves)
-    return (0, int(_outputs_fit(screen, runner.mean_outputs(out))), shapes, -dist if np.isfinite(dist) else -np.inf)
+    return (
+        0,
+        int(_outputs_fit(screen, runner.mean_outputs(out))),
+        shapes,
+        -dist if np.isfinite(dist) else -np.inf,
+    )
 
 
 def _conventions(target, layout, strict):
@@ -170,7 +177,8 @@ def find(target, layouts, cands, soft, strict_first=False):
         return best[1]
     if first_error is None:
         raise GradcheckUsageError(
-            f"cannot call {target.name}: no argument is recognisably the data, labels or params; name them (e.g. X, y, params)"
+            f"cannot call {target.name}: no argument is recognisably the data, labels or params; name "
+            "them (e.g. X, y, params)"
         )
     conv, e = first_error
     p = _screen(conv.layout, cands[:1], soft).problem

@@ -70,9 +70,9 @@ class Problem:
         return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
     def describe(self):
-        sizes = dict(zip(("D", *[f"H{i}" for i in range(1, len(self.sizes) - 1)], "K"), self.sizes))
-        if len(self.sizes) == 3:
-            sizes = {"D": self.sizes[0], "H": self.sizes[1], "K": self.sizes[2]}
+        hidden = self.sizes[1:-1]
+        names = ["H"] if len(hidden) == 1 else [f"H{i}" for i in range(1, len(hidden) + 1)]
+        sizes = dict(zip(["D", *names, "K"], self.sizes, strict=True))
         return {
             "name": self.name,
             "n": self.n,

@@ -203,10 +203,8 @@ def _table(checks):
     for c in checks:
         worst = "-" if c.worst is None else f"{c.worst[0]} {list(c.worst[1])}"
         result = "ok" if c.ok else f"FAIL ({c.status})"
-        rows.append(
-            (c.name, c.expected_shape, c.got_shape or "-", fmt(c.max_abs_err), fmt(c.max_rel_err))
-            + (fmt(c.max_entry_rel_err), worst, result)
-        )
+        errors = (fmt(c.max_abs_err), fmt(c.max_rel_err), fmt(c.max_entry_rel_err))
+        rows.append((c.name, c.expected_shape, c.got_shape or "-", *errors, worst, result))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return ["  ".join(s.ljust(w) for s, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 

@@ -352,7 +352,11 @@ def activation(ctx, todo):
         cand = lambda p, d=deriv, t=tag: ctx.candidate(p, t, derivative=d)  # noqa: E731
         if ctx.matches_on(hidden, cand):
             todo.difference_update(hidden)
-            text = f"{ctx.names(hidden)} match a backprop whose {ctx.net.activation} derivative was {what} instead of {right} {why}"
+            act = ctx.net.activation
+            text = (
+                f"{ctx.names(hidden)} match a backprop whose {act} derivative was {what} instead of {right} "
+            )
+            text += why
             return [("activation", hidden, text)]
     return []
 
@@ -384,12 +388,14 @@ def early_update(ctx, todo):
     w = ctx.label(f"W{L}")
     text = (
         f"{ctx.names(ks)} match a backprop that sent the error back through {w} - {rates[0]:.6g} * d{w}, "
-        f"{w} after its update (learning rate {rates[0]:.6g}): compute every gradient before updating any weight"
+        f"{w} after its update (learning rate {rates[0]:.6g}): compute every gradient before updating "
+        "any weight"
     )
     return [("early_update", ks, text)]
 
 
 def layer_input(ctx, todo):
+    """The last weight's gradient taken with the pre-activation Z where the activation A belongs."""
     L = _L(ctx)
     k = f"W{L}"
     if k not in todo or L < 2:
@@ -397,26 +403,19 @@ def layer_input(ctx, todo):
 
     def cand(p):
         Zs, _ = models.forward(ctx.net, p.params, p.X)
-        full = ctx.candidate(p, "plain")
-        dZ = full[f"b{L}"] if f"b{L}" in full else None
-        if dZ is None:
-            return None
-        _, dZL = models.head_loss(ctx.net, Zs[-1], models.targets(p.Y, p.K))
-        dZL = dZL * (1 / p.n if ctx.net.reduction == "mean" else 1.0)
-        return {k: Zs[-2].T @ dZL}
+        dZ = models.head_loss(ctx.net, Zs[-1], models.targets(p.Y, p.K))[1]
+        return Zs[-2].T @ dZ * (1 / p.n if ctx.net.reduction == "mean" else 1.0)
 
     probs = ctx.compared(k)
-    if probs and all(cand(p) is not None and matches(ctx.got[p.name][k], cand(p)[k]) for p in probs):
-        todo.discard(k)
-        a = f"A{L - 1}"
-        return [
-            (
-                "layer_input",
-                [k],
-                f"{ctx.label(k)} matches Z{L - 1}.T @ dZ{L} / n: the pre-activation Z{L - 1} where the layer's input {a} = {ctx.net.activation}(Z{L - 1}) belongs",
-            )
-        ]
-    return []
+    if not probs or not all(matches(ctx.got[p.name][k], cand(p)) for p in probs):
+        return []
+    todo.discard(k)
+    act = ctx.net.activation
+    text = (
+        f"{ctx.label(k)} matches Z{L - 1}.T @ dZ{L} / n: the pre-activation Z{L - 1} where the layer's input "
+        f"A{L - 1} = {act}(Z{L - 1}) belongs"
+    )
+    return [("layer_input", [k], text)]
 
 
 def few_entries(ctx, todo):
@@ -440,7 +439,8 @@ def few_entries(ctx, todo):
                     (
                         "few_entries",
                         [k],
-                        f"only {which} {'; '.join(parts)} of {ctx.label(k)} {verb(len(found))} wrong, the rest match",
+                        f"only {which} {'; '.join(parts)} of {ctx.label(k)} {verb(len(found))} wrong, "
+                        "the rest match",
                     )
                 )
                 todo.discard(k)

@@ -118,7 +118,9 @@ def _call_once(conv, params, x, y, sizes):
 
 def _item(result, index):
     if not isinstance(result, tuple | list) or len(result) <= index:
-        raise TypeError(f"the forward pass returned {compare.describe_value(result)}, not a tuple with item {index}")
+        raise TypeError(
+            f"the forward pass returned {compare.describe_value(result)}, not a tuple with item {index}"
+        )
     return result[index]
 
 
@@ -265,7 +267,8 @@ def _key_findings(missing, extra, keys, names):
             msg += f"; name the keys as params names them: {', '.join(renames)}?"
         findings.append(("missing_key", tuple(missing), msg, "error"))
     if extra:
-        msg = f"unexpected key(s) {', '.join(repr(k) for k in extra)}: the result should have exactly {', '.join(names)}"
+        unexpected = ", ".join(repr(k) for k in extra)
+        msg = f"unexpected key(s) {unexpected}: the result should have exactly {', '.join(names)}"
         if renames:
             msg += f" ({', '.join(renames)}?)"
         findings.append(("extra_key", (), msg, "error"))

@@ -1,4 +1,5 @@
 """A class whose backward pass updates its weights in place (weights (out, in), biases (out, 1))."""
+
 import numpy as np
 
 

@@ -1,9 +1,15 @@
 """A batch backprop returning (loss, grads) with L2 regularisation, right and wrong."""
+
 import numpy as np
 
 
 def init(n_in, n_hidden, n_out):
-    return {"W1": np.zeros((n_in, n_hidden)), "b1": np.zeros(n_hidden), "W2": np.zeros((n_hidden, n_out)), "b2": np.zeros(n_out)}
+    return {
+        "W1": np.zeros((n_in, n_hidden)),
+        "b1": np.zeros(n_hidden),
+        "W2": np.zeros((n_hidden, n_out)),
+        "b2": np.zeros(n_out),
+    }
 
 
 def _grads(p, X, y, reg, loss_reg, grad_reg, mean=True):

@@ -1,5 +1,6 @@
 """Per-example backprop with list params from an init function and a helper from a sibling module
 (utils.py reads data when imported), as course solutions are written."""
+
 import numpy as np
 from utils import softmax
 
