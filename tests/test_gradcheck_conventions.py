@@ -86,6 +86,20 @@ def test_in_place_updates_are_read_as_gradients():
     assert "squared error 1/2 sum_k (a_k - t_k)^2" in outcome.report
 
 
+@pytest.mark.parametrize(
+    ("target", "forward", "code", "text"),
+    [
+        ("spread_args.py:backward_prop", "forward_prop", 0, "params are the arguments [W1 (4, 5), b1 (4, 1)"),
+        ("spread_args.py:backward_prop_buggy", "forward_prop", 1, "b1 has shape () = (), expected (H, 1)"),
+        ("global_rate.py:Net.backprop", "predict", 0, "[in_place] the code updates the params in place"),
+    ],
+)
+def test_separate_arguments_and_module_level_learning_rates(target, forward, code, text):
+    outcome = run(target, forward=forward)
+    assert outcome.code == code, outcome.report + outcome.error
+    assert text in outcome.report
+
+
 def test_a_python_2_file_around_the_function(tmp_path):
     source = (OWN / "l2net.py").read_text()
     (tmp_path / "py2.py").write_text(f'{source}\n\nprint "training"\nfor i in xrange(10):\n    print i\n')

@@ -94,6 +94,7 @@ def _layouts(target, make_params, source):
         None,
     )
     found += layouts.source_guesses(source, arg)
+    found += layouts.argument_guesses([target.fn, target.forward], target.is_method())
     return found, True
 
 

@@ -146,11 +146,16 @@ def arguments(fn, method):
     return [(p.name, p.default is not inspect.Parameter.empty) for p in params if p.kind in kinds]
 
 
-def assign_roles(args, has_forward, wants_params):
-    """A role per argument from its name; None when required arguments cannot all be given one."""
+def assign_roles(args, has_forward, wants_params, slots=()):
+    """A role per argument from its name; None when required arguments cannot all be given one.
+
+    An argument named as one of the params (``slots``: W1, b1...) gets that array ("S:W1")."""
     roles, used = [], set()
     for name, default in args:
         low = name.lower().lstrip("_")
+        if name in slots:
+            roles.append(f"S:{name}")
+            continue
         role = next((r for r, names in ROLE_NAMES.items() if low in names and r not in used), None)
         if role is None and low in RATE_NAMES:
             role = "R"
@@ -160,6 +165,8 @@ def assign_roles(args, has_forward, wants_params):
             role = "0"
         if role is None and default:
             break  # the rest keep their defaults
+        if role is None and has_forward:
+            role = "C"  # a part of the forward's result (Z1, A1, ...)
         if role is None:
             free = [r for r in ("X", "Y", "P", "C") if r not in used]
             free = [r for r in free if (r != "C" or has_forward) and (r != "P" or wants_params)]
@@ -169,18 +176,18 @@ def assign_roles(args, has_forward, wants_params):
         if role == "C" and not has_forward:
             return None
         roles.append(role)
-        if role not in ("0", "C"):  # several arguments may take parts of the forward's result
+        if role not in ("0", "C", "R"):  # several arguments may take parts of the forward's result
             used.add(role)
     if "P" in used and not wants_params:
         return None
     return tuple(roles)
 
 
-def calls(target, wants_params, prefer_cols):
+def calls(target, wants_params, prefer_cols, slots=()):
     """The Calls to try for the target, most plausible first."""
     fn = target.fn
     args = arguments(fn, target.is_method())
-    roles = assign_roles(args, target.forward is not None, wants_params)
+    roles = assign_roles(args, target.forward is not None, wants_params, slots)
     if roles is None:
         return []
     names = tuple(a for a, _ in args[: len(roles)])

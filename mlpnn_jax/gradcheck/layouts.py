@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import itertools
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -70,7 +71,8 @@ class Layout:
 
     def describe(self, sizes):
         items = ", ".join(f"{s.label} {tuple(s.user_shape(sizes))}" for s in self.slots)
-        what = {"dict": "the dict", "list": "the list", "tuple": "the tuple"}.get(self.kind, "the attributes")
+        kinds = {"dict": "the dict", "list": "the list", "tuple": "the tuple", "args": "the arguments"}
+        what = kinds.get(self.kind, "the attributes")
         return f"params are {what} [{items}]" + (f" {self.source}" if self.source else "")
 
 
@@ -201,10 +203,33 @@ def source_guesses(fn_source, arg):
     return out
 
 
+_PARAM_ARG = re.compile(r"^(w|W|b|B|U|V)(\d*|_\w+)$|^(weights?|bias(es)?)_?\d*$")
+
+
+def argument_guesses(fns, method):
+    """Layouts for params passed as separate arguments (``backward(X, y, W1, b1, W2, b2)``), named as
+    the checked function and the forward function name them."""
+    import inspect
+
+    names = []
+    for fn in fns:
+        if fn is None:
+            continue
+        args = list(inspect.signature(fn).parameters)[1 if method else 0 :]
+        names += [a for a in args if _PARAM_ARG.match(a) and a not in names]
+    return _guess(names, "args", "(passed as separate arguments)") if len(names) >= 2 else []
+
+
+def _natural(names):
+    """Names in layer order: by their number when every one has one (W2 after W1), else as given."""
+    numbers = [re.search(r"\d+", n) for n in names]
+    return sorted(names, key=lambda n: int(re.search(r"\d+", n).group())) if all(numbers) else names
+
+
 def _guess(names, kind, source):
     """Layouts for names in source order: weights are the names not starting with b."""
-    weights = [n for n in names if not n.lower().startswith("b")]
-    biases = [n for n in names if n.lower().startswith("b")]
+    weights = _natural([n for n in names if not n.lower().startswith("b")])
+    biases = _natural([n for n in names if n.lower().startswith("b")])
     if not weights or (biases and len(biases) != len(weights)):
         return []
     canon = {}
@@ -216,11 +241,13 @@ def _guess(names, kind, source):
     for transpose, form in itertools.product((False, True), BIAS_FORMS if biases else ("flat",)):
         slots = []
         for j, n in enumerate(names):
-            path = (("idx", j),) if kind == "list" else (("key", n),)
+            path = (("idx", j),) if kind == "list" else (("key", n),)  # "args": a dict of them
             slots.append(Slot(n, canon[n], path, transpose, form))
 
         def make(sizes, names=tuple(names), kind=kind):
             return [None] * len(names) if kind == "list" else dict.fromkeys(names)
 
+        if kind == "args":  # separate arguments: gradients are usually returned layer by layer
+            slots.sort(key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
         out.append(Layout(tuple(slots), kind, make, source, len(weights), bool(biases)))
     return out

@@ -109,33 +109,36 @@ def _distance(screen, leaves):
         )
 
 
-def _score(screen, out, conv):
-    """(fits, outputs fit, right shapes, -distance): the best convention has the largest."""
+def _score(screen, out, conv, preferred):
+    """(fits, outputs fit, right shapes, in the preferred mode, -distance): the best is the largest."""
     leaves, _, _, status, _ = runner.read_gradients(out, conv, screen.problem)
     if _fits(screen, leaves, runner.mean_loss(out)):
-        return (1, 1, len(status), 0.0)
+        return (1, 1, len(status), 1, 0.0)
     shapes = sum(s in ("ok", "dtype") for s in status.values())
     dist = _distance(screen, leaves)
+    outputs = int(_outputs_fit(screen, runner.mean_outputs(out)))
     return (
         0,
-        int(_outputs_fit(screen, runner.mean_outputs(out))),
+        outputs,
         shapes,
+        int(conv.call.per_example == preferred),
         -dist if np.isfinite(dist) else -np.inf,
     )
 
 
 def _conventions(target, layout, strict):
     prefer_cols = any(s.transpose or s.bias_form == "col" for s in layout.slots)
-    wants = not (target.is_method() and layout.kind == "attributes")
+    wants = not (target.is_method() and layout.kind == "attributes") and layout.kind != "args"
+    slots = {s.label for s in layout.slots}
     fcalls = [None]
     if target.forward is not None:
         fargs = conventions.arguments(target.forward, target.is_method())
-        froles = conventions.assign_roles(fargs, False, wants)
+        froles = conventions.assign_roles(fargs, False, wants, slots)
         if froles is None:
             return []
         fcalls = [(fargs, froles)]
     out = []
-    for call in conventions.calls(target, wants, prefer_cols):
+    for call in conventions.calls(target, wants, prefer_cols, slots):
         fcall = None
         if fcalls[0] is not None:
             fargs, froles = fcalls[0]
@@ -167,7 +170,7 @@ def find(target, layouts, cands, soft, strict_first=False):
                 continue
             if strict:
                 return conv
-            score = _score(screen, out, conv)
+            score = _score(screen, out, conv, preferred)
             if score[0]:
                 return conv
             settled = settled or (conv.call.per_example == preferred and score[2] == len(layout.slots))

@@ -42,6 +42,7 @@ CODES = {
     "skipped": "parts of the file the checker did not load (note)",
     "l2_note": "the gradient includes L2 regularisation, as the loss does (note)",
     "saturation": "a gradient is NaN or inf only where the units saturate: the code overflows there (note)",
+    "in_place": "the code updates the params in place; the gradients are read off the update (note)",
     "not_array": "a gradient is a list or tuple rather than an array (note)",
     "mutation": "the function modified its inputs in place (note)",
     "warning": "the function raised warnings (note)",

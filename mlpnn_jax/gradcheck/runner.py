@@ -53,11 +53,20 @@ class Outcome:
     notes: list
 
 
-def _args(call, roles_values):
-    return [roles_values[r] for r in call.roles]
+def _args(call, roles_values, conv=None, obj=None):
+    slots = {s.label: s for s in conv.layout.slots} if conv is not None else {}
+    return [
+        layouts.get(obj, slots[r[2:]].path) if r.startswith("S:") else roles_values[r] for r in call.roles
+    ]
 
 
 RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
+
+
+_IN_PLACE = (
+    "the code updates the params in place instead of returning gradients: its gradients are read as "
+    "params before - after, with its learning rate set to 1"
+)
 
 
 class Updated(dict):
@@ -69,6 +78,16 @@ def _set_rates(obj):
     names = [k for k in vars(obj) if k.lower() in RATE_NAMES] if hasattr(obj, "__dict__") else []
     for k in names:
         setattr(obj, k, 1.0)
+    return names
+
+
+def _set_global_rates(fn):
+    """Set the module-level learning rates the function reads (LEARNING_RATE, lr...) to 1."""
+    code, names = getattr(fn, "__code__", None), []
+    if code is not None:
+        names = [k for k in code.co_names if k.lower() in RATE_NAMES and k in fn.__globals__]
+        for k in names:
+            fn.__globals__[k] = 1.0
     return names
 
 
@@ -90,14 +109,14 @@ def _updated(conv, obj, params):
 def _call_once(conv, params, x, y, sizes):
     obj = conv.layout.build(params, sizes)
     t = conv.target
-    rated = _set_rates(obj) if t.is_method() else []
+    rated = (_set_rates(obj) if t.is_method() else []) + _set_global_rates(t.fn)
     values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": 1.0}
     lead = [obj] if t.is_method() else []
     fwd = None
     if t.forward is not None:
-        fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values))
+        fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values, conv, obj))
         values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
-    args = _args(conv.call, values)
+    args = _args(conv.call, values, conv, obj)
     if conv.call.cache == "all":
         spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
         for j, i in enumerate(spots):
@@ -137,6 +156,8 @@ def invoke(conv, problem, params=None):
         x0, y0 = np.copy(x), np.copy(y)
         result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes)
         loss, grads = conventions.split_result(result)
+        if isinstance(grads, Updated):
+            out.notes.append(("in_place", (), _IN_PLACE))
         out.results.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
