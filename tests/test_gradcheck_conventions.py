@@ -92,9 +92,11 @@ def test_in_place_updates_are_read_as_gradients():
         ("spread_args.py:backward_prop", "forward_prop", 0, "params are the arguments [W1 (4, 5), b1 (4, 1)"),
         ("spread_args.py:backward_prop_buggy", "forward_prop", 1, "b1 has shape () = (), expected (H, 1)"),
         ("global_rate.py:Net.backprop", "predict", 0, "[in_place] the code updates the params in place"),
+        ("own_loss.py:loss_grad", None, 0, "checked against centred finite differences of that loss"),
+        ("own_loss.py:loss_grad_buggy", None, 1, "b1: off by a factor of 2 (2 on n1-small, 2 on n7-small)"),
     ],
 )
-def test_separate_arguments_and_module_level_learning_rates(target, forward, code, text):
+def test_other_conventions_and_a_loss_no_candidate_has(target, forward, code, text):
     outcome = run(target, forward=forward)
     assert outcome.code == code, outcome.report + outcome.error
     assert text in outcome.report
