@@ -491,9 +491,15 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, **request):
     anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
     """
     from mlpnn_jax.gradcheck.isolate import Request, run_isolated
+    from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    try:
+        precheck(target)  # a missing file or function: no child process needed to say so
+    except LoadError as e:
+        err.write(f"error: {e}\n")
+        return 2
     options = {
         k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
     }

@@ -369,6 +369,25 @@ def split_target(spec):
     return path.resolve(), name
 
 
+def precheck(spec):
+    """Raise LoadError (the same one-line error ``load`` would) for a PATH:NAME whose file or
+    definition is missing, without executing anything: a cheap check before starting a child."""
+    path, name = split_target(spec)
+    module = Module(path, {})
+    head = name.partition(".")[0]
+    if head not in module.defs:
+        _missing(module, path, head)
+
+
+def _missing(module, path, head):
+    broken = module.broken(head)
+    if broken is not None:
+        raise LoadError(f"{path.name}: {head} ({broken.where}) is not valid Python 3: {broken.error}")
+    defined = sorted(k for k, c in module.defs.items() if isinstance(c.node, ast.FunctionDef | ast.ClassDef))
+    known = f" (functions defined there: {', '.join(defined)})" if defined else ""
+    raise LoadError(f"{path.name} has no function {head!r}{known}")
+
+
 def load(path, names, modules=None):
     """{name: object} for each NAME or Class.method of the file, with the Module they came from."""
     modules = {} if modules is None else modules
@@ -378,14 +397,7 @@ def load(path, names, modules=None):
     for name in names:
         head, _, attr = name.partition(".")
         if not module.need(head):
-            broken = module.broken(head)
-            if broken is not None:
-                raise LoadError(f"{path.name}: {head} ({broken.where}) is not valid Python 3: {broken.error}")
-            defined = sorted(
-                k for k, c in module.defs.items() if isinstance(c.node, ast.FunctionDef | ast.ClassDef)
-            )
-            known = f" (functions defined there: {', '.join(defined)})" if defined else ""
-            raise LoadError(f"{path.name} has no function {head!r}{known}")
+            _missing(module, path, head)
         obj = module.namespace[head]
         if attr:
             if not isinstance(obj, type) or not hasattr(obj, attr):
