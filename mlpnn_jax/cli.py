@@ -259,35 +259,46 @@ def cmd_report(args):
 # ---------------------------------------------------------------- gradcheck
 
 
+def run_gradcheck(target, *, out=None, err=None, timeout=60.0, **request):
+    """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
+
+    ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
+    The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
+    user's traceback and one ``error:`` line, go to ``err``. Exit 0 when everything matches, 1 when
+    anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
+    """
+    from mlpnn_jax.gradcheck.isolate import Request, run_isolated
+    from mlpnn_jax.gradcheck.load import LoadError, precheck
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        precheck(target)  # a missing file or function: no child process needed to say so
+    except LoadError as e:
+        err.write(f"error: {e}\n")
+        return 2
+    options = {
+        k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
+    }
+    request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
+    outcome, chatter = run_isolated(Request(target=target, options=options, **request), timeout)
+    err.write(chatter)
+    if outcome.code == 2:
+        err.write(outcome.traceback)
+        err.write(f"error: {outcome.error}\n")
+        return 2
+    out.write(outcome.report)
+    return outcome.code
+
+
 def cmd_gradcheck(args):
-    from mlpnn_jax.gradcheck import run_gradcheck
-
+    """The gradcheck subcommand (see ``add_gradcheck_parser``)."""
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
+    keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
+    request = {k: getattr(args, k) for k in keys}
     options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
-    return run_gradcheck(
-        args.target,
-        loss=args.loss,
-        soft_targets=args.soft_targets,
-        as_json=args.json,
-        seed=args.seed,
-        **options,
-    )
-
-
-def _add_gradcheck_parser(sub):
-    p = sub.add_parser(
-        "gradcheck",
-        help="check a hand-written backprop against jax.grad",
-        description="Checks a hand-written numpy backprop against jax.grad on problems built to expose bugs.",
-    )
-    p.add_argument("target", metavar="FILE.py:FUNCTION")
-    p.add_argument("--loss", default="ce", help="ce, kl, mse, smooth_ce, focal or hinge")
-    p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
-    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
-    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
-    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
-    p.set_defaults(func=cmd_gradcheck)
+    return run_gradcheck(args.target, as_json=args.json, timeout=args.timeout, **request, **options)
 
 
 # ---------------------------------------------------------------- main
@@ -302,7 +313,7 @@ def build_parser():
     options.add_reproduce_parser(sub, cmd_reproduce)
     options.add_evaluate_parser(sub, cmd_evaluate)
     options.add_report_parser(sub, cmd_report)
-    _add_gradcheck_parser(sub)
+    options.add_gradcheck_parser(sub, cmd_gradcheck)
     return parser
 
 

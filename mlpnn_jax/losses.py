@@ -8,6 +8,7 @@ never from ``log(softmax(.))``, so no loss overflows or takes the log of 0.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -24,33 +25,33 @@ def as_targets(targets, num_classes, dtype):
     return targets.astype(dtype)
 
 
-def cross_entropy(logits, targets, **_):
+def cross_entropy(logits, targets):
     """-<t, log softmax(z)>."""
     logp = jax.nn.log_softmax(logits)
     return -jnp.sum(as_targets(targets, logits.shape[-1], logp.dtype) * logp, axis=-1)
 
 
-def kl_divergence(logits, targets, **_):
+def kl_divergence(logits, targets):
     """KL(t || softmax(z)) = <t, log t - log softmax(z)>, with 0 log 0 = 0 (xlogy)."""
     logp = jax.nn.log_softmax(logits)
     t = as_targets(targets, logits.shape[-1], logp.dtype)
     return jnp.sum(xlogy(t, t) - t * logp, axis=-1)
 
 
-def smooth_cross_entropy(logits, targets, label_smoothing=DEFAULT_OPTIONS["label_smoothing"], **_):
+def smooth_cross_entropy(logits, targets, label_smoothing=DEFAULT_OPTIONS["label_smoothing"]):
     """Cross-entropy against (1 - eps) t + eps / K."""
     k = logits.shape[-1]
     t = as_targets(targets, k, logits.dtype)
     return cross_entropy(logits, (1 - label_smoothing) * t + label_smoothing / k)
 
 
-def mse(logits, targets, **_):
+def mse(logits, targets):
     """sum_k (softmax(z)_k - t_k)^2, the squared error on the probabilities (the Brier score)."""
     p = jax.nn.softmax(logits)
     return jnp.sum((p - as_targets(targets, logits.shape[-1], p.dtype)) ** 2, axis=-1)
 
 
-def focal(logits, targets, gamma=DEFAULT_OPTIONS["gamma"], **_):
+def focal(logits, targets, gamma=DEFAULT_OPTIONS["gamma"]):
     """-sum_k t_k (1 - p_k)^gamma log p_k (Lin et al., 2017); gamma = 0 is cross-entropy."""
     logp = jax.nn.log_softmax(logits)
     q = -jnp.expm1(logp)  # 1 - p, exact when p is near 1
@@ -62,7 +63,7 @@ def focal(logits, targets, gamma=DEFAULT_OPTIONS["gamma"], **_):
     return -jnp.sum(t * weight * logp, axis=-1)
 
 
-def hinge(logits, targets, margin=DEFAULT_OPTIONS["margin"], **_):
+def hinge(logits, targets, margin=DEFAULT_OPTIONS["margin"]):
     """sum_k t_k sum_{j != k} max(0, z_j - z_k + margin): the multi-class SVM loss, on the logits."""
     k = logits.shape[-1]
     t = as_targets(targets, k, logits.dtype)
@@ -81,6 +82,11 @@ LOSSES = {
 }
 
 
+def loss_options(name):
+    """The keyword options the loss called ``name`` takes (a tuple, in signature order)."""
+    return tuple(inspect.signature(LOSSES[name]).parameters)[2:]
+
+
 def get_loss(name, **options):
     """The per-example loss ``fn(logits, targets) -> (...)`` called ``name``, with its options bound.
 
@@ -90,6 +96,11 @@ def get_loss(name, **options):
     """
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
+    known = loss_options(name)
+    for option in options:
+        if option not in known:
+            takes = f"takes {', '.join(known)}" if known else "takes no options"
+            raise ValueError(f"unknown option {option!r} for loss {name!r} ({name} {takes})")
     return functools.partial(LOSSES[name], **options) if options else LOSSES[name]
 
 

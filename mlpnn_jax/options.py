@@ -164,3 +164,46 @@ def add_report_parser(sub, func):
     p.add_argument("run_dir", metavar="RUN_DIR")
     add_platform_options(p)
     p.set_defaults(func=func)
+
+
+def add_gradcheck_parser(sub, func):
+    """The gradcheck subcommand's arguments."""
+    from mlpnn_jax.gradcheck import LOSS_NAMES
+
+    p = sub.add_parser(
+        "gradcheck",
+        help="check a hand-written backprop against jax.grad",
+        description="Check a hand-written backprop (a function or Class.method in a .py file or a "
+        "notebook) against "
+        "jax.grad: the calling convention and the network are inferred; the flags override what cannot be.",
+    )
+    p.add_argument(
+        "target",
+        metavar="PATH:NAME",
+        help="FILE.py:function, FILE.py:Class.method or NOTEBOOK.ipynb:function",
+    )
+    p.add_argument(
+        "--forward", metavar="NAME", help="the forward function (or method) whose result the backprop takes"
+    )
+    p.add_argument("--init", metavar="NAME", help="the function that makes the params from the layer sizes")
+    p.add_argument(
+        "--loss",
+        choices=LOSS_NAMES,
+        help="the loss (default: inferred; the notebook's ce when nothing is exposed)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=["tanh", "relu", "sigmoid", "leaky_relu", "identity"],
+        help="hidden activation",
+    )
+    p.add_argument("--output", choices=["softmax", "sigmoid"], help="the output layer")
+    p.add_argument("--l2", type=float, help="the L2 coefficient lambda (the loss adds lambda/2 sum W**2)")
+    p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take (default 60)")
+    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
+    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
+    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
+    p.set_defaults(func=func)
+    return p

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from mlpnn_jax.gradcheck import CODES, GradcheckUsageError, check_backprop, run_gradcheck
+from mlpnn_jax.cli import run_gradcheck
+from mlpnn_jax.gradcheck import CODES, GradcheckUsageError, check_backprop
 
 GALLERY = Path(__file__).parent / "gallery"
 PARAMS = ("W1", "b1", "W2", "b2")
@@ -377,16 +378,25 @@ def test_cli_bad_loss_exits_2():
     assert (
         code == 2
         and out == ""
-        and err == "error: loss must be one of ce, kl, mse, smooth_ce, focal, hinge; got 'l2'\n"
+        and err == "error: loss must be one of ce, kl, mse, smooth_ce, focal, hinge, bce, se; got 'l2'\n"
     )
 
 
-def test_cli_file_that_raises_on_import_exits_2():
+def test_cli_never_runs_the_files_top_level_statements(tmp_path):
+    """A file whose top level raises (or loads data) is not run: only the function and what it uses load."""
     code, out, err = cli(f"{GALLERY / 'broken_import.py'}:backprop")
-    assert code == 2 and out == ""
-    assert err.startswith("Traceback (most recent call last):")
-    assert 'broken_import.py", line 3, in <module>' in err and "importlib" not in err
-    assert err.splitlines()[-1].startswith("error: importing ") and "RuntimeError: this module fails" in err
+    assert code == 2 and out == "" and err == "error: broken_import.py has no function 'backprop'\n"
+    source = (GALLERY / "correct.py").read_text()
+    (tmp_path / "gallery_common.py").write_text((GALLERY / "gallery_common.py").read_text())
+    (tmp_path / "loads_data.py").write_text(
+        f"{source}\nimport numpy\nDATA = numpy.loadtxt('/no/such/file.csv')\nraise RuntimeError('top "
+        "level')\n"
+    )
+    code, out, err = cli(f"{tmp_path / 'loads_data.py'}:backprop")
+    assert code == 0, err + out
+    assert (
+        "not loaded from your file" in out and "DATA = numpy.loadtxt" in out and "raise RuntimeError" in out
+    )
 
 
 def test_cli_function_that_raises_exits_2_with_its_traceback():
@@ -400,18 +410,22 @@ def test_cli_function_that_raises_exits_2_with_its_traceback():
 
 def test_cli_json_stays_parseable_when_the_file_prints(tmp_path):
     source = (GALLERY / "correct.py").read_text()
+    (tmp_path / "gallery_common.py").write_text((GALLERY / "gallery_common.py").read_text())
     (tmp_path / "chatty.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(GALLERY)!r})\nimport gallery_common\nsys.path.pop(0)\n"
         f"print('loading')\n{source}\n\n"
         "def talkative(params, X, Y):\n    print('computing')\n    return backprop(params, X, Y)\n"
     )
     code, out, err = cli(f"{tmp_path / 'chatty.py'}:talkative", as_json=True)
     assert code == 0 and json.loads(out)["ok"]
-    assert "loading" in err and "computing" in err
+    assert "computing" in err and "loading" not in err  # the top level never runs
+    assert any(d["code"] == "skipped" and "print(" in d["message"] for d in json.loads(out)["diagnoses"])
 
 
 def test_cli_syntax_error_exits_2(tmp_path):
     (tmp_path / "typo.py").write_text("def backprop(params, X, Y)\n    return {}\n")
     code, out, err = cli(f"{tmp_path / 'typo.py'}:backprop")
     assert code == 2 and out == ""
-    assert "SyntaxError" in err and err.splitlines()[-1].startswith("error: importing ")
+    assert (
+        err == "error: typo.py: backprop (line 1) is not valid Python 3: SyntaxError: expected ':' ('def "
+        "backprop(params, X, Y)')\n"
+    )

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import reference
 from mlpnn_jax import gradients
-from mlpnn_jax.losses import LOSSES, cross_entropy, kl_divergence, notebook_loss
+from mlpnn_jax.losses import LOSSES, cross_entropy, get_loss, kl_divergence, notebook_loss
 from mlpnn_jax.model import apply, init_params
 
 LOSS_NAMES = list(LOSSES)
@@ -256,3 +256,21 @@ def test_loss_options_and_certain_predictions(loss, options, soft):
     assert max_rel_err(g, m) <= 1e-10
     if loss == "focal" and options["gamma"] == 0.0:  # focal with gamma 0 is cross-entropy
         assert max_rel_err(g, gradients(params, x, y, "ce")) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        ("focal", {"gama": 0.5}, "unknown option 'gama' for loss 'focal' \\(focal takes gamma\\)"),
+        ("ce", {"gamma": 0.5}, "unknown option 'gamma' for loss 'ce' \\(ce takes no options\\)"),
+        ("hinge", {"label_smoothing": 0.1}, "hinge takes margin"),
+    ],
+)
+def test_loss_options_are_strict(name, options, match):
+    with pytest.raises(ValueError, match=match):
+        get_loss(name, **options)
+
+
+def test_loss_options_still_apply():
+    z, y = jnp.array([[2.0, -1.0, 0.5]]), jnp.array([0])
+    assert not np.allclose(get_loss("focal", gamma=0.5)(z, y), get_loss("focal")(z, y))

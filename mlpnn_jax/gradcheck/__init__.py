@@ -1,0 +1,21 @@
+"""Check a hand-written backprop against ``jax.grad``: ``check_backprop`` and ``mlpnn-jax gradcheck``.
+
+One module per job: ``load`` (the user's code, read with ``ast``), ``conventions`` and ``layouts`` and
+``probe`` (how the code is called), ``runner`` (calling it), ``problems`` (the test problems),
+``models`` (candidate networks), ``identify`` (which one the code computes), ``compare``, ``rules``
+and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for the CLI).
+"""
+
+from mlpnn_jax.gradcheck.check import LOSS_NAMES, check_backprop
+from mlpnn_jax.gradcheck.probe import GradcheckUsageError
+from mlpnn_jax.gradcheck.report import CODES, Diagnosis, ParamCheck, Report
+
+__all__ = [
+    "CODES",
+    "LOSS_NAMES",
+    "Diagnosis",
+    "GradcheckUsageError",
+    "ParamCheck",
+    "Report",
+    "check_backprop",
+]

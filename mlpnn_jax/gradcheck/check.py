@@ -1,0 +1,448 @@
+"""``check_backprop``: find the convention, identify the network, compare, diagnose, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from mlpnn_jax.gradcheck import compare, conventions, identify, layouts, models, problems, rules
+from mlpnn_jax.gradcheck.probe import GradcheckUsageError, find, usage_error
+from mlpnn_jax.gradcheck.report import CODES, RTOL, Diagnosis, Report
+from mlpnn_jax.gradcheck.runner import invoke, mean_loss, mean_outputs, read_gradients
+
+LOSS_NAMES = tuple(models.LOSS_FAMILIES)
+LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")
+FD_STEP = 1e-6  # centred differences: truncation ~ h^2 f''' ~ 1e-12, roundoff ~ u |f| / h ~ 1e-10
+FD_RTOL, FD_ATOL = 1e-6, 1e-9  # the reference's own check, as tests/test_gradients.py
+USER_FD_RTOL = 1e-5  # a user's loss differentiated numerically: a looser rule for the gradients
+
+
+@dataclasses.dataclass(frozen=True)
+class Hints:
+    """What the caller says about the code (None: infer it)."""
+
+    loss: str | None = None
+    activation: str | None = None
+    output: str | None = None
+    l2: float | None = None
+    options: tuple = ()
+
+    def candidates(self):
+        fams = [self.loss] if self.loss else None
+        acts = [self.activation] if self.activation else None
+        cands = models.candidates(fams, acts, self.options)
+        if self.output:
+            cands = [c for c in cands if c.head == self.output]
+        if self.l2 is not None:
+            cands = [dataclasses.replace(c, l2=self.l2) for c in cands]
+        if not cands:
+            raise GradcheckUsageError(f"no network has output {self.output!r} with loss {self.loss!r}")
+        return cands
+
+
+def _validate(fn, loss, loss_options, seed, activation, output):
+    if not callable(fn) and not isinstance(fn, conventions.Target):
+        raise GradcheckUsageError(f"the function to check is not callable: {fn!r}")
+    if loss is not None and loss not in LOSS_NAMES:
+        raise GradcheckUsageError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {loss!r}")
+    unknown = sorted(set(loss_options) - set(LOSS_OPTIONS))
+    if unknown:
+        raise GradcheckUsageError(
+            f"unknown loss option(s) {', '.join(unknown)}; known: {', '.join(LOSS_OPTIONS)}"
+        )
+    for k, v in loss_options.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise GradcheckUsageError(f"{k} must be a finite number; got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise GradcheckUsageError(f"seed must be a non-negative int; got {seed!r}")
+    if activation is not None and activation not in models.ACTIVATION_NAMES:
+        raise GradcheckUsageError(
+            f"activation must be one of {', '.join(models.ACTIVATION_NAMES)}; got {activation!r}"
+        )
+    if output is not None and output not in ("softmax", "sigmoid"):
+        raise GradcheckUsageError(f"output must be softmax or sigmoid; got {output!r}")
+
+
+def _target(fn, forward):
+    if isinstance(fn, conventions.Target):
+        return fn
+    name = fn_name(fn)
+    return conventions.Target(name, fn, forward=forward, forward_name=fn_name(forward) if forward else "")
+
+
+def fn_name(fn):
+    import functools
+
+    if isinstance(fn, functools.partial):
+        return fn_name(fn.func)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _layouts(target, make_params, source):
+    """The layouts to try, most trusted first, and whether the first is today's strict convention."""
+    if make_params is not None:
+        return list(make_params), False
+    found = [layouts.canonical()]
+    arg = next(
+        (
+            a
+            for a, _ in conventions.arguments(target.fn, target.is_method())
+            if a.lower().lstrip("_") in conventions.ROLE_NAMES["P"]
+        ),
+        None,
+    )
+    found += layouts.source_guesses(source, arg)
+    found += layouts.argument_guesses([target.fn, target.forward], target.is_method())
+    return found, True
+
+
+def _run_all(conv, probs):
+    runs = {}
+    for p in reversed(probs):  # the largest first, as the old checker did (its errors are the clearest)
+        try:
+            runs[p.name] = invoke(conv, p)
+        except (Exception, SystemExit) as e:
+            raise usage_error(conv, p, e) from e
+    return runs
+
+
+def _expected(ref, probs, conv):
+    if ref.nets is None:
+        return {p.name: fd_user(conv, p, FD_STEP) for p in probs}
+    return {p.name: models.gradients(ref.nets[p.name], p.params, p.X, p.Y) for p in probs}
+
+
+def fd_user(conv, p, h):
+    """Centred differences of the user's own loss (mean over per-example calls), float64."""
+    out = {}
+    for k, v in p.params.items():
+        g = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            vals = []
+            for sign in (1, -1):
+                w = v.copy()
+                w[idx] += sign * h
+                vals.append(mean_loss(invoke(conv, p, {**p.params, k: w})))
+            g[idx] = (vals[0] - vals[1]) / (2 * h)
+        out[k] = g
+    return out
+
+
+def reference_check(ref, probs, expected, conv):
+    """The reference checked itself: jax.grad against differences of the numpy loss; or, for the
+    user's own loss, differences at two steps against each other."""
+    p = next(q for q in probs if q.name == problems.FD_PROBLEM)
+    if ref.nets is None:
+        other = fd_user(conv, p, 10 * FD_STEP)
+        what, method = f"centred differences (step {FD_STEP:g}) of your loss", f"step {10 * FD_STEP:g}"
+    else:
+        net = ref.nets[p.name]
+        other = {}
+        for k, v in p.params.items():
+            g = np.zeros_like(v)
+            for idx in np.ndindex(v.shape):
+                plus, minus = v.copy(), v.copy()
+                plus[idx] += FD_STEP
+                minus[idx] -= FD_STEP
+                f = lambda w, k=k: models.loss_value(net, {**p.params, k: w}, p.X, p.Y)  # noqa: E731
+                g[idx] = (f(plus) - f(minus)) / (2 * FD_STEP)
+            other[k] = g
+        what, method = (
+            "jax.grad",
+            f"centred finite differences (step {FD_STEP:g}) of the numpy reference loss",
+        )
+    worst, ok = 0.0, True
+    for k, e in expected[p.name].items():
+        err = float(np.abs(other[k] - e).max())
+        scale = max(float(np.abs(e).max()), float(np.abs(other[k]).max()))
+        worst = max(worst, err / scale if scale > 0 else 0.0)
+        ok = ok and err <= FD_RTOL * float(np.abs(e).max()) + FD_ATOL * (100 if ref.nets is None else 1)
+    return {
+        "ok": bool(ok),
+        "problem": p.name,
+        "what": what,
+        "method": method,
+        "max_rel_err": worst,
+        "tolerance": FD_RTOL,
+        "rtol": USER_FD_RTOL if ref.nets is None else RTOL,
+    }
+
+
+def check_backprop(
+    fn,
+    loss=None,
+    soft_targets=False,
+    seed=0,
+    *,
+    forward=None,
+    params=None,
+    source=None,
+    activation=None,
+    output=None,
+    l2=None,
+    skipped=(),
+    **loss_options,
+):
+    """Check a hand-written backprop against ``jax.grad`` (float64), inferring how it is called.
+
+    Args:
+        fn: the backprop: a function (or a ``conventions.Target`` for a class's method). Today's
+            convention ``fn(params, X, Y) -> {"W1", "b1", "W2", "b2"}`` is tried first; otherwise the
+            convention is probed (per example or batch, X rows or columns, labels integer or one-hot,
+            params as laid out by ``params``, returns grads, ``(loss, grads)`` or ``(nabla_b, nabla_w)``).
+        loss: a loss family ("ce", "kl", "mse", "smooth_ce", "focal", "hinge", "bce", "se") or None
+            (infer; the notebook's "ce" when nothing is exposed).
+        soft_targets: pass target distributions (n, K) instead of labels.
+        seed: the problems' random seed (a non-negative int).
+        forward: the user's forward function, whose result the backprop takes (or that stores it).
+        params: candidate ``layouts.Layout`` s of the user's params (from an init function or class).
+        source: the checked function's source, to guess its params' names when ``params`` is None.
+        activation, output, l2: name the network where the code does not expose it.
+        skipped: what the loader left out of the user's file (reported as a note).
+        **loss_options: label_smoothing (smooth_ce), gamma (focal), margin (hinge).
+    Returns:
+        A ``Report``. Whatever ``fn`` returns is reported, never raised.
+    Raises:
+        GradcheckUsageError: a bad argument, or the user's code raised (with its traceback).
+    """
+    _validate(fn, loss, loss_options, seed, activation, output)
+    options = tuple(sorted((k, float(v)) for k, v in loss_options.items()))
+    hints = Hints(loss, activation, output, l2, options)
+    target = _target(fn, forward)
+    cands = hints.candidates()
+    tried, strict = _layouts(target, params, source)
+    conv = find(target, tried, cands, bool(soft_targets), strict_first=strict)
+    layout = conv.layout
+    probs, runs, ref = _identified(conv, seed, cands, bool(soft_targets))
+    if ref.nets is None:  # differences of the user's own loss: where units saturate it may be log(0)
+        probs = [p for p in probs if p.regime != "saturated"]
+    expected = _expected(ref, probs, conv)
+    return _report(conv, probs, runs, ref, expected, hints, seed, bool(soft_targets), skipped, layout)
+
+
+def _identified(conv, seed, cands, soft):
+    """The problems, the user's runs on them and the Reference; the problems are drawn again for the
+    reference network (redrawn where two float64 references disagree), and the code rerun if any moved."""
+    L, bias = conv.layout.num_layers, conv.layout.bias
+    probs, _ = problems.make(seed, L, bias, cands[0], soft, condition=False)
+    runs = _run_all(conv, probs)
+    ref = _reference(conv, probs, runs, cands)
+    if ref.nets is not None:
+        again, _ = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft)
+        if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
+            probs, runs = again, _run_all(conv, again)
+            ref = _reference(conv, probs, runs, cands)
+    return probs, runs, ref
+
+
+def _reference(conv, probs, runs, cands):
+    got = {p.name: read_gradients(runs[p.name], conv, p)[0] for p in probs}
+    losses = {p.name: mean_loss(runs[p.name]) for p in probs}
+    outputs = {p.name: mean_outputs(runs[p.name]) for p in probs}
+    losses = None if any(v is None for v in losses.values()) else losses
+    outputs = None if any(v is None for v in outputs.values()) else outputs
+    ref = identify.identify(probs, got, losses, outputs, cands)
+    if ref is None:
+        raise GradcheckUsageError(
+            f"the outputs of {conv.target.forward_name} match no candidate network (pass --activation "
+            "and --output, "
+            "or check the forward pass)"
+        )
+    return ref
+
+
+def _compared(conv, probs, runs, expected, rtol, keys):
+    """Per problem: canonical gradients, comparisons, shapes, dtypes, statuses; and the findings."""
+    got, cmp, shapes, dtypes, status, found = {}, {}, {}, {}, {}, {}
+    for p in reversed(probs):  # the largest first: its messages are kept (n, D, H, K all differ)
+        leaves, shapes[p.name], dtypes[p.name], status[p.name], found[p.name] = read_gradients(
+            runs[p.name], conv, p, expected[p.name]
+        )
+        with np.errstate(all="ignore"):
+            cmp[p.name] = {
+                k: None if leaves[k] is None else compare.compare(leaves[k], expected[p.name][k], rtol)
+                for k in keys
+            }
+        got[p.name] = leaves
+    for p in probs:
+        if p.regime == "saturated":
+            finite_elsewhere = {
+                k for k in keys if all(status[q.name][k] != "nonfinite" for q in probs if q is not p)
+            }
+            labels = {sl.canon: sl.label for sl in conv.layout.slots}
+            status[p.name], found[p.name] = _saturation(
+                status[p.name], found[p.name], finite_elsewhere, labels
+            )
+    findings = {}
+    for p in reversed(probs):
+        for code, params, message, level in found[p.name]:
+            key = (code, params, level, message if level == "note" else None)
+            findings.setdefault(key, [message, []])[1].append(p.name)
+        for code, params, message in runs[p.name].notes:
+            findings.setdefault((code, params, "note", message), [message, []])[1].append(p.name)
+    return got, cmp, shapes, dtypes, status, findings
+
+
+def _saturation(status, found, finite_elsewhere, labels):
+    """NaN or inf only where the units saturate is a note: the user's arithmetic overflows there
+    (exp without the max subtracted, 1 / (1 - a)), which finite differences of their own loss
+    would not call wrong; the unsaturated problems still judge the formulas."""
+    moved = {k for k, v in status.items() if v == "nonfinite" and k in finite_elsewhere}
+    status = {k: "saturated" if k in moved else v for k, v in status.items()}
+    names = {labels[k] for k in moved}
+    found = [
+        ("saturation", *f[1:3], "note") if f[0] == "nonfinite" and f[1][0] in names else f for f in found
+    ]
+    return status, found
+
+
+def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
+    from mlpnn_jax.gradcheck import diagnose
+
+    order, labels = [p.name for p in probs], ctx.labels
+    errors, notes = diagnose.merge_findings(findings, order, labels)
+    d32, f32 = diagnose.narrow(probs, cmp, dtypes, status, labels)
+    errors += [d32] if d32 else []
+    todo = {k for k in ctx.keys if ctx.failing(k)} - f32
+    unexplained = set(todo)
+    found = diagnose.run_rules(ctx, todo)
+    failing = {k for k in ctx.keys if ctx.failing(k)}
+    all_compared = all(ctx.got[p.name][k] is not None for p in probs for k in ctx.keys)
+    if failing and all_compared and not errors:
+        layer = diagnose.layer_message(ctx, failing, todo if todo else set())
+        if layer and not (failing == set(ctx.keys) and todo != failing):
+            found.append(("layer", sorted(failing, key=ctx.keys.index), layer))
+    n1 = probs[0]
+    if todo and all(cmp[n1.name][k] is not None and cmp[n1.name][k]["ok"] for k in ctx.keys):
+        found.append(
+            (
+                "batch",
+                sorted(todo, key=ctx.keys.index),
+                f"right on {n1.name} (one sample) but wrong on larger batches: the mistake is in how "
+                "the samples are combined (a sum or mean over the wrong axis, indexing, or broadcasting "
+                "over the batch)",
+            )
+        )
+    mentioned = {k for _, ks, _ in found for k in ks} | f32
+    for k in sorted(failing - mentioned, key=ctx.keys.index):
+        worst = max(ctx.failing(k), key=lambda p: cmp[p.name][k]["max_entry_rel_err"])
+        c = cmp[worst.name][k]
+        found.append(
+            (
+                "mismatch",
+                [k],
+                f"{ctx.label(k)} differs from the expected gradient (worst entry "
+                f"{list(c['worst_index'])} on {worst.name}, relative error "
+                f"{c['max_entry_rel_err']:.1e}); no simple pattern (scale, sign, subset of samples, "
+                "activation derivative) explains it",
+            )
+        )
+    _ = unexplained
+    errors += [Diagnosis(code, message, tuple(ctx.label(k) for k in ks)) for code, ks, message in found]
+    return errors, notes
+
+
+def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout):
+    from mlpnn_jax.gradcheck import diagnose
+
+    labels = {
+        s.canon: s.label for s in sorted(layout.slots, key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
+    }
+    keys = list(labels)
+    rtol = RTOL if ref.nets is not None else USER_FD_RTOL
+    got, cmp, shapes, dtypes, status, findings = _compared(conv, probs, runs, expected, rtol, keys)
+    ctx = rules.Context(probs, expected, got, cmp, ref.net, labels)
+    errors, notes = _diagnoses(ctx, probs, cmp, dtypes, status, findings)
+    check = reference_check(ref, probs, expected, conv)
+    if not check["ok"]:
+        errors.append(
+            Diagnosis(
+                "reference",
+                f"the reference ({check['what']}) disagrees with {check['method']} on "
+                f"{check['problem']} (max rel err {check['max_rel_err']:.1e}): a bug in mlpnn_jax, "
+                "please report it"
+                if ref.nets is not None
+                else f"your loss is not smooth enough here for finite differences (steps {FD_STEP:g} "
+                f"and {10 * FD_STEP:g} disagree by {check['max_rel_err']:.1e}): pass "
+                "--activation/--output/--loss so that a reference network can be used",
+            )
+        )
+    extra = [Diagnosis("l2_note", ref.note, (), "note")] if ref.note else []
+    if skipped:
+        extra.append(Diagnosis("skipped", "not loaded from your file: " + "; ".join(skipped), (), "note"))
+    by_slot = {s.canon: s for s in layout.slots}
+    checks = {}
+    for k in keys:
+        pc = compare.param_check(
+            k, probs, cmp, shapes, dtypes, status, lambda p, s=by_slot[k]: s.user_shape(p.sizes)
+        )
+        checks[labels[k]] = dataclasses.replace(pc, name=labels[k])
+    net = ref.net
+    return Report(
+        function=conv.target.name,
+        loss=net.loss if net is not None else (hints.loss or "your own"),
+        options=dict(hints.options),
+        soft_targets=soft,
+        seed=seed,
+        problems=tuple(p.describe() for p in probs),
+        params=checks,
+        diagnoses=tuple(errors + extra + diagnose.note_diagnoses(notes, labels)),
+        reference_check=check,
+        inferred=_sentences(conv, probs, ref),
+        network=_network(ref, layout),
+        convention=_convention_json(conv, ref),
+    )
+
+
+def _network(ref, layout):
+    if ref.nets is None:
+        return "none of the candidate networks computes your loss: checked against centred differences of it"
+    lams = sorted({f"{n.l2:.6g}" for n in ref.nets.values()})
+    net = dataclasses.replace(ref.net, l2=0.0).describe(layout.num_layers)
+    return (
+        net
+        + (f", L2 lambda = {' / '.join(lams)}" if lams != ["0"] else "")
+        + ("" if layout.bias else ", no biases")
+    )
+
+
+def _sentences(conv, probs, ref):
+    p = next(q for q in probs if q.name == problems.FD_PROBLEM)
+    first = conv.describe(p) + "."
+    if ref.nets is None:
+        return (
+            first,
+            "Its loss matches none of the candidate networks, so its gradients are checked against "
+            "centred finite differences of that loss (on the unsaturated problems).",
+        )
+    verdict = "its gradients match it" if ref.matched else "it is the reference"
+    how = {
+        "loss": "Its loss matches",
+        "outputs": f"The outputs of {conv.target.forward_name} match",
+        "nothing": "Neither its loss nor its outputs are exposed: checked as",
+    }[ref.exposed]
+    return (first, f"{how} {_network(ref, conv.layout)}; {verdict}.")
+
+
+def _convention_json(conv, ref):
+    c = conv.call
+    return {
+        "call": f"{conv.target.name}({', '.join(c.names)})",
+        "roles": dict(zip(c.names, c.roles, strict=True)),
+        "per_example": c.per_example,
+        "x": c.x_form,
+        "y": c.y_form,
+        "params": {
+            s.label: {"as": s.canon, "transposed": s.transpose, "bias": s.bias_form}
+            for s in conv.layout.slots
+        },
+        "params_from": conv.layout.source,
+        "forward": conv.target.forward_name or None,
+        "exposed": ref.exposed,
+        "reference": "finite differences of your loss" if ref.nets is None else "jax.grad",
+    }
+
+
+__all__ = ["CODES", "GradcheckUsageError", "Hints", "check_backprop"]

@@ -1,0 +1,154 @@
+"""From the loaded user code to what ``check_backprop`` needs: the Target and the params' Layouts.
+
+The layouts come from an init function (``--init``, or a function of the file whose name says it
+makes parameters), or from the class's constructor, each called with the test problems' layer sizes
+in whatever form its signature asks for: a list ``[D, H, K]``, the sizes as arguments, or keywords
+named like ``input_size``, ``hidden_size``, ``output_size``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+
+from mlpnn_jax.gradcheck import conventions, layouts, problems
+from mlpnn_jax.gradcheck.conventions import RATE_NAMES
+
+_SIZE_NAMES = {
+    "D": re.compile(
+        r"^(in|inp|input|n_x|nx|n_in|n_input|num_inputs?|d|input_dim|input_size|in_dim|in_size|n_features|dim_in)"
+    ),
+    "H": re.compile(
+        r"^(h|hid|hidden|n_h|nh|n_hidden|num_hidden|hidden_dim|hidden_size|hid_dim|hidden_dims|hidden_sizes|hidden_layer)"
+    ),
+    "K": re.compile(
+        r"^(out|output|n_y|ny|n_out|n_output|num_outputs?|k|num_classes|n_classes|classes|output_dim|output_size|out_dim|dim_out)"
+    ),
+}
+_LIST_NAMES = re.compile(
+    r"^(sizes|layers|layer_sizes|dims|layer_dims|layers_dims|shape|architecture|topology|nodes|units|neurons)"
+)
+_INIT_NAMES = re.compile(r"(init|create|param|build|make)", re.I)
+
+
+def _forms(fn, sizes):
+    """(args, kwargs) to call an init with these sizes, most plausible first."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    pos = [p for p in params if p.kind in kinds]
+    required = [p for p in pos if p.default is inspect.Parameter.empty]
+    rates = [p for p in required if p.name.lower() in RATE_NAMES]  # a learning rate the maker wants
+    tail = [0.1] * len(rates) if required[len(required) - len(rates) :] == rates else None
+    required = [p for p in required if p not in rates]
+    D, hidden, K = sizes[0], list(sizes[1:-1]), sizes[-1]
+    out = []
+    if tail is not None and (
+        len(required) == 1 or (required and _LIST_NAMES.match(required[0].name.lower()))
+    ):
+        out.append(([list(sizes), *tail], {}))
+    if tail is not None and len(required) == len(sizes):
+        out.append(([*sizes, *tail], {}))
+    kw, hidden_left = {p.name: 0.1 for p in rates}, list(hidden)
+    for p in pos:
+        low = p.name.lower()
+        role = next((r for r, pattern in _SIZE_NAMES.items() if pattern.match(low)), None)
+        if role in ("D", "K"):
+            kw[p.name] = D if role == "D" else K
+        elif role == "H" and low.endswith("s"):
+            kw[p.name], hidden_left = list(hidden), []
+        elif role == "H":
+            kw[p.name] = hidden_left.pop(0) if hidden_left else None
+    complete = not hidden_left and all(v is not None for v in kw.values())
+    if kw and complete and all(p.name in kw for p in required):
+        out.append(([], kw))
+    return out
+
+
+def init_names(source):
+    """The names in ``return [W, b, U, b_tag]`` (directly or through a variable), or None."""
+    if not source:
+        return None
+    tree = ast.parse(source)
+    lists = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.List | ast.Tuple)
+            and len(node.targets) == 1
+        ):
+            t = node.targets[0]
+            if isinstance(t, ast.Name) and all(isinstance(e, ast.Name) for e in node.value.elts):
+                lists[t.id] = [e.id for e in node.value.elts]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Return) and node.value is not None:
+            v = node.value
+            if (
+                isinstance(v, ast.List | ast.Tuple)
+                and v.elts
+                and all(isinstance(e, ast.Name) for e in v.elts)
+            ):
+                return [e.id for e in v.elts]
+            if isinstance(v, ast.Name) and v.id in lists:
+                return lists[v.id]
+    return None
+
+
+def layouts_from(maker, name, source):
+    """The Layouts a maker (init function or class) yields for 2, 3, 1 or 4 weight layers."""
+    found, errors = [], []
+    for L in (2, 3, 1, 4):
+        sizes = problems.sizes_for("small", L)
+        for args, kwargs in _forms(maker, sizes):
+            try:
+                obj = maker(*args, **kwargs)
+            except Exception as e:
+                errors.append(e)
+                continue
+            make = _maker(maker, args, kwargs, sizes)
+            layout = layouts.from_object(obj, sizes, make, f"from {name}", init_names(source))
+            if layout is not None:
+                found.append(layout)
+                break
+        if found:
+            break
+    return found, errors
+
+
+def _maker(maker, args, kwargs, sizes):
+    """sizes -> a fresh container, calling the maker in the form that worked for ``sizes``."""
+
+    def make(new):
+        swap = dict(zip(sizes, new, strict=True))
+
+        def sub(v):
+            if isinstance(v, list):
+                return [swap.get(x, x) for x in v]
+            return swap.get(v, v) if isinstance(v, int) else v
+
+        return maker(*[sub(v) for v in args], **{k: sub(v) for k, v in kwargs.items()})
+
+    return make
+
+
+def target_for(obj, name, forward=None, forward_name=""):
+    """A Target for a loaded function or Class.method (``obj`` is the function itself)."""
+    if "." in name:
+        cls_name, _ = name.split(".", 1)
+        cls = obj.__globals__.get(cls_name) if hasattr(obj, "__globals__") else None
+        return conventions.Target(name, obj, cls=cls, forward=forward, forward_name=forward_name)
+    return conventions.Target(name, obj, forward=forward, forward_name=forward_name)
+
+
+def auto_inits(module, exclude):
+    """Functions of the file whose names say they make parameters (tried when --init is not given)."""
+    out = []
+    for name, chunk in module.defs.items():
+        if name in exclude or not isinstance(chunk.node, ast.FunctionDef) or not _INIT_NAMES.search(name):
+            continue
+        if module.need(name):
+            out.append(name)
+    return out

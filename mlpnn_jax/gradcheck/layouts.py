@@ -1,0 +1,253 @@
+"""Where the user keeps the parameters: the container, the names, the order and each array's layout.
+
+A ``Layout`` maps each of the user's arrays (a ``Slot``: a path into their container) to a canonical
+parameter (``W1, b1, ..., WL, bL``: weights (in, out), biases (out,)). It is read off what the user's
+init function or class constructor returns (shapes identify every array, since the test problems'
+sizes all differ), or guessed from how the checked function's source indexes its params argument.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+BIAS_FORMS = ("flat", "row", "col")  # (H,), (1, H), (H, 1)
+_MAX_DEPTH = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One array of the user's params: its label, canonical name, path, and layout."""
+
+    label: str
+    canon: str
+    path: tuple
+    transpose: bool = False
+    bias_form: str = "flat"
+
+    @property
+    def is_weight(self):
+        return self.canon[0] == "W"
+
+    def user_shape(self, sizes):
+        i = int(self.canon[1:])
+        if self.is_weight:
+            shape = (sizes[i - 1], sizes[i])
+            return shape[::-1] if self.transpose else shape
+        return {"flat": (sizes[i],), "row": (1, sizes[i]), "col": (sizes[i], 1)}[self.bias_form]
+
+    def to_user(self, value):
+        value = value.T if self.transpose else value
+        if not self.is_weight:
+            value = value.reshape({"flat": (-1,), "row": (1, -1), "col": (-1, 1)}[self.bias_form])
+        return np.array(value, dtype=np.float64)
+
+    def to_canon(self, arr):
+        return np.ravel(arr) if not self.is_weight else (arr.T if self.transpose else arr)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The user's params container: its slots, how to make a fresh one, and where it came from."""
+
+    slots: tuple
+    kind: str  # "dict", "list", "tuple", "attributes"
+    make: Callable  # sizes -> a fresh container (or instance) in this layout
+    source: str
+    num_layers: int
+    bias: bool
+
+    def build(self, params, sizes):
+        """A fresh container holding the canonical ``params`` in the user's layout."""
+        obj = self.make(sizes)
+        for slot in self.slots:
+            obj = put(obj, slot.path, slot.to_user(params[slot.canon]))
+        return obj
+
+    def describe(self, sizes):
+        items = ", ".join(f"{s.label} {tuple(s.user_shape(sizes))}" for s in self.slots)
+        kinds = {"dict": "the dict", "list": "the list", "tuple": "the tuple", "args": "the arguments"}
+        what = kinds.get(self.kind, "the attributes")
+        return f"params are {what} [{items}]" + (f" {self.source}" if self.source else "")
+
+
+def put(obj, path, value):
+    """``obj`` with the leaf at ``path`` replaced (dicts and lists copied, tuples rebuilt, objects set)."""
+    if not path:
+        return value
+    kind, key = path[0]
+    if kind == "attr":
+        setattr(obj, key, put(getattr(obj, key), path[1:], value))
+        return obj
+    if isinstance(obj, tuple):
+        items = list(obj)
+        items[key] = put(items[key], path[1:], value)
+        return type(obj)(items) if type(obj) is tuple else type(obj)(*items)
+    new = dict(obj) if isinstance(obj, dict) else list(obj)
+    new[key] = put(obj[key], path[1:], value)
+    return new
+
+
+def get(obj, path):
+    for kind, key in path:
+        obj = getattr(obj, key) if kind == "attr" else obj[key]
+    return obj
+
+
+def leaves(obj, path=(), depth=0):
+    """(path, array) for every numeric array inside dicts, lists, tuples and plain objects."""
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f" and obj.ndim in (1, 2):
+        yield path, obj
+    elif depth >= _MAX_DEPTH:
+        return
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from leaves(v, (*path, ("key", k)), depth + 1)
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from leaves(v, (*path, ("idx", i)), depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not callable(obj):
+        for k, v in vars(obj).items():
+            yield from leaves(v, (*path, ("attr", k)), depth + 1)
+
+
+def label(path, root="params"):
+    text = "self" if path and path[0][0] == "attr" else root
+    for kind, key in path:
+        text += f".{key}" if kind == "attr" else f"[{key!r}]"
+    return text
+
+
+def identify(shape, sizes):
+    """(canonical name, transpose, bias form) of an array of this shape, or None."""
+    for i in range(1, len(sizes)):
+        a, b = sizes[i - 1], sizes[i]
+        if shape == (a, b):
+            return f"W{i}", False, "flat"
+        if shape == (b, a):
+            return f"W{i}", True, "flat"
+        for form in BIAS_FORMS:
+            if shape == {"flat": (b,), "row": (1, b), "col": (b, 1)}[form]:
+                return f"b{i}", False, form
+    return None
+
+
+def from_object(obj, sizes, make, source, names=None):
+    """The Layout of a container (or instance) built for ``sizes``; None unless it holds every weight."""
+    slots, seen = [], set()
+    for path, arr in leaves(obj):
+        found = identify(arr.shape, sizes)
+        if found is None or found[0] in seen:
+            continue
+        seen.add(found[0])
+        name = _name(path, names, len(slots))
+        slots.append(Slot(name, found[0], path, found[1], found[2]))
+    L = len(sizes) - 1
+    weights = {f"W{i}" for i in range(1, L + 1)}
+    biases = {f"b{i}" for i in range(1, L + 1)}
+    if not weights <= seen or (seen & biases and not biases <= seen):
+        return None
+    transposes = {s.transpose for s in slots if s.is_weight}
+    if len(transposes) > 1:
+        return None
+    kind = "attributes" if slots[0].path[0][0] == "attr" else type(obj).__name__
+    kind = kind if kind in ("dict", "list", "tuple", "attributes") else "attributes"
+    return Layout(tuple(slots), kind, make, source, L, biases <= seen)
+
+
+def _name(path, names, index):
+    if names and len(path) == 1 and path[0][0] == "idx" and path[0][1] < len(names):
+        return names[path[0][1]]
+    if len(path) == 1 and path[0][0] == "key":
+        return str(path[0][1])
+    if len(path) == 1 and path[0][0] == "attr":
+        return f"self.{path[0][1]}"
+    return label(path)
+
+
+def canonical(num_layers=2, bias=True):
+    """Today's convention: the dict {W1 (D, H), b1 (H,), W2 (H, K), b2 (K,)}."""
+    names = [f"{p}{i}" for i in range(1, num_layers + 1) for p in ("W", "b") if bias or p == "W"]
+    slots = tuple(Slot(n, n, (("key", n),)) for n in names)
+    return Layout(slots, "dict", lambda sizes: dict.fromkeys(names), "", num_layers, bias)
+
+
+# --------------------------------------------------------------------------- guesses from the source
+
+
+def source_guesses(fn_source, arg):
+    """Layouts guessed from how the source indexes (``arg["W1"]``) or unpacks (``W, b = arg``) ``arg``."""
+    if not fn_source or not arg:
+        return []
+    tree = ast.parse(fn_source)
+    keys, unpacked = [], None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == arg:
+            s = node.slice
+            if isinstance(s, ast.Constant) and isinstance(s.value, str) and s.value not in keys:
+                keys.append(s.value)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id == arg:
+            target = node.targets[0]
+            if isinstance(target, ast.Tuple | ast.List) and all(isinstance(e, ast.Name) for e in target.elts):
+                unpacked = [e.id for e in target.elts]
+    out = []
+    if unpacked:
+        out += _guess(unpacked, "list", f"(unpacked in the source as {', '.join(unpacked)})")
+    elif keys:
+        out += _guess(keys, "dict", "(as the source indexes them)")
+    return out
+
+
+_PARAM_ARG = re.compile(r"^(w|W|b|B|U|V)(\d*|_\w+)$|^(weights?|bias(es)?)_?\d*$")
+
+
+def argument_guesses(fns, method):
+    """Layouts for params passed as separate arguments (``backward(X, y, W1, b1, W2, b2)``), named as
+    the checked function and the forward function name them."""
+    import inspect
+
+    names = []
+    for fn in fns:
+        if fn is None:
+            continue
+        args = list(inspect.signature(fn).parameters)[1 if method else 0 :]
+        names += [a for a in args if _PARAM_ARG.match(a) and a not in names]
+    return _guess(names, "args", "(passed as separate arguments)") if len(names) >= 2 else []
+
+
+def _natural(names):
+    """Names in layer order: by their number when every one has one (W2 after W1), else as given."""
+    numbers = [re.search(r"\d+", n) for n in names]
+    return sorted(names, key=lambda n: int(re.search(r"\d+", n).group())) if all(numbers) else names
+
+
+def _guess(names, kind, source):
+    """Layouts for names in source order: weights are the names not starting with b."""
+    weights = _natural([n for n in names if not n.lower().startswith("b")])
+    biases = _natural([n for n in names if n.lower().startswith("b")])
+    if not weights or (biases and len(biases) != len(weights)):
+        return []
+    canon = {}
+    for i, n in enumerate(weights, 1):
+        canon[n] = f"W{i}"
+    for i, n in enumerate(biases, 1):
+        canon[n] = f"b{i}"
+    out = []
+    for transpose, form in itertools.product((False, True), BIAS_FORMS if biases else ("flat",)):
+        slots = []
+        for j, n in enumerate(names):
+            path = (("idx", j),) if kind == "list" else (("key", n),)  # "args": a dict of them
+            slots.append(Slot(n, canon[n], path, transpose, form))
+
+        def make(sizes, names=tuple(names), kind=kind):
+            return [None] * len(names) if kind == "list" else dict.fromkeys(names)
+
+        if kind == "args":  # separate arguments: gradients are usually returned layer by layer
+            slots.sort(key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
+        out.append(Layout(tuple(slots), kind, make, source, len(weights), bool(biases)))
+    return out

@@ -1,0 +1,188 @@
+"""Finding the calling convention: try the plausible ones on a test problem, keep the one that fits.
+
+A convention fits when the user's gradients, loss or outputs on the probe problem agree with those of
+some candidate network (numpy, float64); the conventions are tried in order of plausibility (the
+argument names, the weights' orientation), and the first that fits is kept. When none fits (buggy
+code), the one whose gradients have the most right shapes is kept, and when none runs at all, the
+most plausible one's exception is the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from mlpnn_jax.gradcheck import compare, conventions, models, problems, runner
+
+_HERE = Path(__file__).resolve().parent
+
+
+class GradcheckUsageError(ValueError):
+    """The check could not run: a bad argument, or the user's code raised.
+
+    ``formatted_traceback`` holds the user's traceback (a str) when their code raised, else None.
+    """
+
+    def __init__(self, message, formatted_traceback=None):
+        super().__init__(message)
+        self.formatted_traceback = formatted_traceback
+
+
+def user_traceback(exc):
+    """The traceback from the first frame outside the checker."""
+    tb = exc.__traceback__
+    while tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().parent == _HERE:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def usage_error(conv, problem, exc):
+    args = ", ".join(conv.call.names)
+    where = f"problem {problem.name}: n={problem.n}, " + ", ".join(
+        f"{k}={v}" for k, v in problem.describe().items() if k in ("D", "H", "K") or k.startswith("H")
+    )
+    return GradcheckUsageError(
+        f"{conv.target.name}({args}) raised {type(exc).__name__}: {exc} (on {where})", user_traceback(exc)
+    )
+
+
+@dataclasses.dataclass
+class _Screen:
+    problem: object
+    grads: list  # [(net, {canon: grad})]
+    losses: list  # [(net, loss)]
+    outputs: list  # [(net, probs, logits)]
+
+
+def _screen(layout, cands, soft):
+    rng = np.random.default_rng([12345, layout.num_layers])
+    sizes = problems.sizes_for("small", layout.num_layers)
+    params, X, Y = problems._draw(rng, 7, sizes, "small", layout.bias, soft)
+    p = problems.Problem("probe", 7, sizes, "small", params, X, Y)
+    with np.errstate(all="ignore"):
+        grads = [(c, models.backprop(c, params, X, Y)) for c in cands]
+        losses = [(c, models.loss_value(c, params, X, Y)) for c in cands]
+        outs = [(c, models.outputs(c, params, X), models.forward(c, params, X)[0][-1]) for c in cands]
+    return _Screen(p, grads, losses, outs)
+
+
+def _fits(screen, leaves, loss):
+    """Whether the user's gradients (up to L2) or loss on the probe agree with some candidate's."""
+    if loss is not None and any(abs(loss - v) <= 1e-9 * max(1.0, abs(v)) for _, v in screen.losses):
+        return True
+    if any(v is None for v in leaves.values()):
+        return False
+    for _, g in screen.grads:
+        if all(compare.matches(leaves[k], g[k]) for k in g):
+            return True
+        W = [k for k in g if k[0] == "W"]
+        d = np.concatenate([(leaves[k] - g[k]).ravel() for k in W])
+        w = np.concatenate([screen.problem.params[k].ravel() for k in W])
+        c = float(d @ w) / float(w @ w)
+        if c > 0 and all(
+            compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g
+        ):
+            return True
+    return False
+
+
+def _outputs_fit(screen, outputs):
+    """Whether the forward pass's outputs are some candidate's (they do not depend on the labels)."""
+    return outputs is not None and any(
+        outputs.shape == a.shape and (compare.matches(outputs, a, 1e-8) or compare.matches(outputs, z, 1e-8))
+        for _, a, z in screen.outputs
+    )
+
+
+def _distance(screen, leaves):
+    """How far the gradients are from the nearest candidate's (a tie-breaker among misfits)."""
+    known = [k for k, v in leaves.items() if v is not None]
+    if not known:
+        return np.inf
+    with np.errstate(all="ignore"):
+        return min(
+            float(np.mean([np.abs(leaves[k] - g[k]).max() / (np.abs(g[k]).max() + 1e-300) for k in known]))
+            for _, g in screen.grads
+        )
+
+
+def _score(screen, out, conv, preferred):
+    """(fits, outputs fit, right shapes, in the preferred mode, -distance): the best is the largest."""
+    leaves, _, _, status, _ = runner.read_gradients(out, conv, screen.problem)
+    if _fits(screen, leaves, runner.mean_loss(out)):
+        return (1, 1, len(status), 1, 0.0)
+    shapes = sum(s in ("ok", "dtype") for s in status.values())
+    dist = _distance(screen, leaves)
+    outputs = int(_outputs_fit(screen, runner.mean_outputs(out)))
+    return (
+        0,
+        outputs,
+        shapes,
+        int(conv.call.per_example == preferred),
+        -dist if np.isfinite(dist) else -np.inf,
+    )
+
+
+def _conventions(target, layout, strict):
+    prefer_cols = any(s.transpose or s.bias_form == "col" for s in layout.slots)
+    wants = not (target.is_method() and layout.kind == "attributes") and layout.kind != "args"
+    slots = {s.label for s in layout.slots}
+    fcalls = [None]
+    if target.forward is not None:
+        fargs = conventions.arguments(target.forward, target.is_method())
+        froles = conventions.assign_roles(fargs, False, wants, slots)
+        if froles is None:
+            return []
+        fcalls = [(fargs, froles)]
+    out = []
+    for call in conventions.calls(target, wants, prefer_cols, slots):
+        fcall = None
+        if fcalls[0] is not None:
+            fargs, froles = fcalls[0]
+            fcall = conventions.Call(
+                tuple(a for a, _ in fargs[: len(froles)]), froles, call.per_example, call.x_form, call.y_form
+            )
+        several = call.roles.count("C") > 1
+        for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
+            c = dataclasses.replace(call, cache=cache)
+            out.append(runner.Convention(target, layout, c, fcall, strict))
+    return out
+
+
+def find(target, layouts, cands, soft, strict_first=False):
+    """The Convention to use (raises GradcheckUsageError when nothing runs)."""
+    best, first_error = None, None
+    for index, layout in enumerate(layouts):
+        strict = strict_first and index == 0
+        screen = _screen(layout, cands, soft)
+        convs = _conventions(target, layout, strict)
+        preferred, settled = (convs[0].call.per_example if convs else None), False
+        for conv in convs:
+            if settled and conv.call.per_example != preferred:
+                break  # the preferred mode runs with the right shapes: the other would hide batch bugs
+            try:
+                out = runner.invoke(conv, screen.problem)
+            except (Exception, SystemExit) as e:  # a convention that does not fit: the next one
+                first_error = first_error or (conv, e)
+                continue
+            if strict:
+                return conv
+            score = _score(screen, out, conv, preferred)
+            if score[0]:
+                return conv
+            settled = settled or (conv.call.per_example == preferred and score[2] == len(layout.slots))
+            if best is None or score > best[0]:
+                best = (score, conv)
+    if best is not None:
+        return best[1]
+    if first_error is None:
+        raise GradcheckUsageError(
+            f"cannot call {target.name}: no argument is recognisably the data, labels or params; name "
+            "them (e.g. X, y, params)"
+        )
+    conv, e = first_error
+    p = _screen(conv.layout, cands[:1], soft).problem
+    raise usage_error(conv, p, e) from e

@@ -1,0 +1,383 @@
+"""Running the user's code under a Convention, and reading its gradients back in canonical form."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+from mlpnn_jax.gradcheck import compare, conventions, layouts
+
+_PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
+
+
+@dataclasses.dataclass(frozen=True)
+class Convention:
+    target: object  # conventions.Target
+    layout: object  # layouts.Layout
+    call: object  # conventions.Call
+    fcall: object = None  # the forward function's Call
+    strict_keys: bool = False  # today's dict convention: keys exactly W1, b1, ...
+
+    def describe(self, problem):
+        c, t = self.call, self.target
+        args = ", ".join(c.names)
+        how = f"once per example and averaged over {problem.n}" if c.per_example else "on whole batches"
+        data = {
+            "rows": "X as rows (n, D)",
+            "cols": "X as columns (D, n)",
+            "vec": "x a vector (D,)",
+            "col": "x a column (D, 1)",
+            "row": "x a row (1, D)",
+        }[c.x_form]
+        labels = {
+            "int": "integer labels",
+            "rows": "one-hot rows",
+            "cols": "one-hot columns",
+            "vec": "a one-hot vector (K,)",
+            "col": "a one-hot column (K, 1)",
+        }[c.y_form]
+        fwd = f", after {t.forward_name}" if t.forward is not None else ""
+        text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
+        return text + "; " + self.layout.describe(problem.sizes)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one run on a problem gave: the raw gradients per call, losses, outputs, notes."""
+
+    results: list
+    losses: list
+    outputs: list
+    notes: list
+
+
+def _args(call, roles_values, conv=None, obj=None):
+    slots = {s.label: s for s in conv.layout.slots} if conv is not None else {}
+    return [
+        layouts.get(obj, slots[r[2:]].path) if r.startswith("S:") else roles_values[r] for r in call.roles
+    ]
+
+
+RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
+
+
+_IN_PLACE = (
+    "the code updates the params in place instead of returning gradients: its gradients are read as "
+    "params before - after, with its learning rate set to 1"
+)
+
+
+class Updated(dict):
+    """Gradients read off an in-place update: (params before - after) / learning rate."""
+
+
+def _set_rates(obj):
+    """Set the instance's learning-rate attributes to 1 (so that an in-place update is - gradient)."""
+    names = [k for k in vars(obj) if k.lower() in RATE_NAMES] if hasattr(obj, "__dict__") else []
+    for k in names:
+        setattr(obj, k, 1.0)
+    return names
+
+
+def _set_global_rates(fn):
+    """Set the module-level learning rates the function reads (LEARNING_RATE, lr...) to 1."""
+    code, names = getattr(fn, "__code__", None), []
+    if code is not None:
+        names = [k for k in code.co_names if k.lower() in RATE_NAMES and k in fn.__globals__]
+        for k in names:
+            fn.__globals__[k] = 1.0
+    return names
+
+
+def _updated(conv, obj, params):
+    """The gradients of a call that updated the params in place with rate 1, or None."""
+    grads = Updated()
+    for slot in conv.layout.slots:
+        before = slot.to_user(params[slot.canon])
+        try:
+            now = np.asarray(layouts.get(obj, slot.path), dtype=np.float64)
+        except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+            return None
+        if now.shape != before.shape:
+            return None
+        grads[slot.label] = before - now
+    return grads if any(np.any(g) for g in grads.values()) else None
+
+
+def _call_once(conv, params, x, y, sizes):
+    obj = conv.layout.build(params, sizes)
+    t = conv.target
+    rated = (_set_rates(obj) if t.is_method() else []) + _set_global_rates(t.fn)
+    values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": 1.0}
+    lead = [obj] if t.is_method() else []
+    fwd = None
+    if t.forward is not None:
+        fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values, conv, obj))
+        values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
+    args = _args(conv.call, values, conv, obj)
+    if conv.call.cache == "all":
+        spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
+        for j, i in enumerate(spots):
+            args[i] = _item(fwd, j)
+    result, caught = conventions.quiet_call(t.fn, *lead, *args)
+    if conventions.split_result(result)[1] is None:
+        grads = _updated(conv, obj, params)
+        if grads is not None and not (rated or "R" in conv.call.roles):
+            raise ValueError(
+                f"{t.name} updated the params in place instead of returning gradients, with a learning rate "
+                f"the checker cannot set (name it lr or learning_rate, as an argument or attribute)"
+            )
+        if grads is not None:
+            loss = conventions.split_result(result)[0]
+            result = grads if loss is None else (loss, grads)
+    return result, fwd, obj, caught
+
+
+def _item(result, index):
+    if not isinstance(result, tuple | list) or len(result) <= index:
+        raise TypeError(
+            f"the forward pass returned {compare.describe_value(result)}, not a tuple with item {index}"
+        )
+    return result[index]
+
+
+def invoke(conv, problem, params=None):
+    """Run the user's code on the problem (its params, or ``params``); user exceptions propagate."""
+    params = problem.params if params is None else params
+    K, c = problem.K, conv.call
+    X = conventions.x_value(c, problem.X) if not c.per_example else problem.X
+    out = Outcome([], [], [], [])
+    items = [(problem.X[i], i) for i in range(problem.n)] if c.per_example else [(None, None)]
+    for xi, i in items:
+        x = conventions.x_value(c, xi) if c.per_example else X.copy()
+        y = conventions.y_value(c, problem.Y[i] if c.per_example else problem.Y, K)
+        x0, y0 = np.copy(x), np.copy(y)
+        result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes)
+        loss, grads = conventions.split_result(result)
+        if isinstance(grads, Updated):
+            out.notes.append(("in_place", (), _IN_PLACE))
+        out.results.append(grads)
+        out.losses.append(loss)
+        source = fwd if fwd is not None else None
+        out.outputs.append(
+            None if source is None else conventions.find_outputs(source, problem.n, K, c.per_example)
+        )
+        out.notes += [_warning(w) for w in caught]
+        out.notes += _mutations(conv, obj, params, problem.sizes, (x, x0, "X"), (y, y0, "Y"))
+    return out
+
+
+def _warning(w):
+    from pathlib import Path
+
+    where = f" ({Path(w.filename).name}:{w.lineno})" if w.filename else ""
+    return ("warning", (), f"{w.category.__name__}: {w.message}{where}")
+
+
+def _mutations(conv, obj, params, sizes, *data):
+    changed = []
+    for slot in conv.layout.slots:
+        try:
+            now = layouts.get(obj, slot.path)
+            same = isinstance(now, np.ndarray) and np.array_equal(now, slot.to_user(params[slot.canon]))
+        except (KeyError, IndexError, AttributeError, TypeError):
+            same = False
+        if not same:
+            changed.append(f"params[{slot.label!r}]" if conv.layout.kind == "dict" else slot.label)
+    for now, before, name in data:
+        if not (isinstance(now, np.ndarray | int) and np.array_equal(now, before)):
+            changed.append(name)
+    if not changed or conv.target.is_method():
+        return []
+    message = (
+        f"the function modified {', '.join(changed)} in place; the check passes copies, so the result is "
+        "unaffected, but in a training loop this silently changes the caller's arrays"
+    )
+    return [("mutation", (), message)]
+
+
+def mean_loss(outcome):
+    losses = outcome.losses
+    return None if any(v is None for v in losses) else float(np.mean(losses))
+
+
+def mean_outputs(outcome):
+    outs = outcome.outputs
+    return None if any(o is None for o in outs) else np.concatenate(outs, axis=0)
+
+
+# ------------------------------------------------------------------------- reading the gradients
+
+
+def slot_values(grads, conv, sizes):
+    """({label: value} for the gradients found, findings) from the returned gradients."""
+    layout, labels = conv.layout, [s.label for s in conv.layout.slots]
+    want = "a dict with keys " + ", ".join(labels)
+    if isinstance(grads, Updated):
+        return dict(grads), []
+    if isinstance(grads, Mapping):
+        if layout.kind not in ("dict", "attributes") and not conv.strict_keys:
+            return {}, [
+                (
+                    "type",
+                    (),
+                    f"returned {compare.describe_value(grads)} where a list of gradients belongs",
+                    "error",
+                )
+            ]
+        return _by_key(grads, conv)
+    if layout.kind == "dict" and (conv.strict_keys or not isinstance(grads, list | tuple)):
+        hint = " (a missing `return`?)" if grads is None else ""
+        return {}, [
+            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {want}", "error")
+        ]
+    if not isinstance(grads, list | tuple):
+        hint = " (a missing `return`?)" if grads is None else ""
+        what = f"{len(labels)} gradients ({', '.join(labels)})"
+        return {}, [
+            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {what}", "error")
+        ]
+    return _by_position(grads, conv, sizes)
+
+
+def _key_for(key, labels, strict):
+    s = str(key)
+    if s in labels:
+        return s
+    if strict:
+        return None
+    for prefix in _PREFIXES:
+        if s.lower().startswith(prefix) and s[len(prefix) :] in labels:
+            return s[len(prefix) :]
+    return next((lab for lab in labels if lab.lower() == s.lower().lstrip("d")), None)
+
+
+def _by_key(grads, conv):
+    slots = conv.layout.slots
+    names = {s.label: (str(s.path[-1][1]) if s.path[-1][0] in ("key", "attr") else s.label) for s in slots}
+    inverse = {v: k for k, v in names.items()}
+    try:
+        keys = list(grads.keys())
+    except Exception as e:
+        return {}, [("type", (), f"could not read the returned mapping's keys: {e!r}", "error")]
+    found, extra = {}, []
+    for k in keys:
+        hit = _key_for(k, list(inverse), conv.strict_keys)
+        if hit is None or inverse[hit] in found:
+            extra.append(k)
+        else:
+            found[inverse[hit]] = grads[k]
+    missing = [lab for lab in names if lab not in found]
+    findings = _key_findings(missing, extra, keys, list(names))
+    if not conv.strict_keys and not missing:  # e.g. dA1, dZ2 returned alongside: not an error here
+        also = f"also returned {', '.join(repr(k) for k in extra)}: not parameters, ignored"
+        findings = [("extra_key", (), also, "note") if f[0] == "extra_key" else f for f in findings]
+    return found, findings
+
+
+def _key_findings(missing, extra, keys, names):
+    findings = []
+    hints = {repr(k): _hint(k, names) for k in extra}
+    renames = [f"{k} for {h!r}" for k, h in hints.items() if h in missing]
+    if missing:
+        returned = ", ".join(repr(k) for k in keys) or "none"
+        msg = f"no gradient for {', '.join(missing)} (keys returned: {returned})"
+        if renames:
+            msg += f"; name the keys as params names them: {', '.join(renames)}?"
+        findings.append(("missing_key", tuple(missing), msg, "error"))
+    if extra:
+        unexpected = ", ".join(repr(k) for k in extra)
+        msg = f"unexpected key(s) {unexpected}: the result should have exactly {', '.join(names)}"
+        if renames:
+            msg += f" ({', '.join(renames)}?)"
+        findings.append(("extra_key", (), msg, "error"))
+    return findings
+
+
+def _hint(key, names):
+    return _key_for(key, names, strict=False)
+
+
+def _flatten(obj):
+    if isinstance(obj, list | tuple) and not (obj and all(isinstance(v, int | float) for v in obj)):
+        return [leaf for v in obj for leaf in _flatten(v)]
+    return [obj]
+
+
+def _by_position(grads, conv, sizes):
+    slots = conv.layout.slots
+    flat = _flatten(grads)
+    if len(flat) != len(slots):
+        what = f"{len(slots)} gradients ({', '.join(s.label for s in slots)})"
+        return {}, [("type", (), f"returned {len(flat)} values where {what} belong", "error")]
+    order = list(range(len(slots)))
+    shapes = [getattr(v, "shape", None) for v in flat]
+    by_shape = {}
+    for j, shape in enumerate(shapes):
+        for i, s in enumerate(slots):
+            if shape is not None and shape == tuple(s.user_shape(sizes)) and i not in by_shape.values():
+                by_shape[j] = i
+                break
+    if len(by_shape) == len(slots) and any(by_shape[j] != j for j in by_shape):
+        order = [by_shape[j] for j in range(len(flat))]
+    return {slots[i].label: flat[j] for j, i in enumerate(order)}, []
+
+
+def read_gradients(outcome, conv, problem, expected=None):
+    """The gradients in canonical form ({canonical name: float64 array or None}), averaged over the
+    calls when the function is called per example, with per-slot shapes, dtypes, statuses, findings."""
+    slots = conv.layout.slots
+    sums = {s.canon: None for s in slots}
+    shapes, dtypes = dict.fromkeys(sums), dict.fromkeys(sums)
+    status = dict.fromkeys(sums, "ok")
+    findings = []
+    for grads in outcome.results:
+        found, problems = slot_values(grads, conv, problem.sizes)
+        findings += [f for f in problems if f not in findings]
+        for s in slots:
+            if status[s.canon] not in ("ok", "dtype"):
+                continue
+            if s.label not in found:
+                status[s.canon] = "missing" if any(f[0] == "missing_key" for f in problems) else "type"
+                continue
+            arr, code, notes, shape, dtype = _leaf(s, found[s.label], problem, expected)
+            findings += [f for f in notes if f not in findings]
+            if shape is not None:
+                shapes[s.canon], dtypes[s.canon] = shape, dtype
+            if arr is None:
+                status[s.canon] = code
+                continue
+            if code == "dtype":
+                status[s.canon] = "dtype"
+            sums[s.canon] = arr if sums[s.canon] is None else sums[s.canon] + arr
+    count = len(outcome.results)
+    leaves = {
+        k: (None if status[k] not in ("ok", "dtype") or v is None else v / count) for k, v in sums.items()
+    }
+    return leaves, shapes, dtypes, status, findings
+
+
+def _leaf(slot, value, problem, expected=None):
+    """(canonical float64 array or None, status, findings) for one returned gradient."""
+    arr, notes = compare.as_array(slot.label, value)
+    if arr is None:
+        return None, "type", notes, None, None
+    shape, dtype = tuple(arr.shape), str(arr.dtype)
+    expected_shape = tuple(slot.user_shape(problem.sizes))
+    if arr.shape != expected_shape:
+        role = "first" if slot.canon == "W1" else "last" if slot.is_weight else None
+        if role == "last" and slot.canon != f"W{len(problem.sizes) - 1}":
+            role = None
+        ref = slot.to_user((expected or problem.params)[slot.canon])
+        if expected is None:
+            ref = np.full(ref.shape, np.nan)  # the shape only: no value hints before the reference is known
+        code, msg = compare.shape_finding(slot.label, arr, problem, ref, role)
+        return None, code, [*notes, (code, (slot.label,), msg, "error")], shape, dtype
+    arr64 = arr.astype(np.float64)
+    bad = compare.nonfinite(slot.label, arr64)
+    if bad is not None:
+        return None, "nonfinite", [*notes, bad], shape, dtype
+    code = "dtype" if arr.dtype.kind == "f" and arr.dtype.itemsize < 8 else "ok"
+    return slot.to_canon(arr64), code, notes, shape, dtype
