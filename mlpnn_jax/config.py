@@ -131,7 +131,7 @@ class TrainConfig:
     momentum: float = option(0.9, "momentum coefficient", check=_in(0, 1), expected="in [0, 1)")
     weight_decay: float | None = option(
         None,
-        f"decay of the weights W (adamw: decoupled, {ADAMW_WEIGHT_DECAY:g} if not given; others: L2, 0)",
+        f"weight decay (sgd, momentum, adam: L2 of the W, 0; adamw: its own, {ADAMW_WEIGHT_DECAY:g})",
         check=_in(0, math.inf),
         expected="a finite number >= 0",
     )
