@@ -271,6 +271,9 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError("config", f"unknown keys {sorted(unknown)}")
+        if "preset" not in d and d.get("optimizer") != "adamw":
+            # saved before weight decay applied to every optimizer: its weight_decay was adamw's only
+            d = {**d, "weight_decay": None}
         return cls(**d)
 
 

@@ -189,6 +189,15 @@ def test_presets_fill_in_and_explicit_options_override():
     assert dataclasses.replace(config, seed=1).epochs == 2
 
 
+def test_a_config_saved_before_these_options_resumes_as_it_was():
+    """Its weight_decay (1e-4 by default) was adamw's alone: momentum runs get none, adamw keeps it."""
+    old = {
+        k: v for k, v in TrainConfig().to_json().items() if k in TINY or k in ("optimizer", "weight_decay")
+    }
+    assert TrainConfig.from_json({**old, "weight_decay": 1e-4}).decay == 0.0
+    assert TrainConfig.from_json({**old, "weight_decay": 1e-3, "optimizer": "adamw"}).decay == 1e-3
+
+
 def test_augmentation_needs_square_images(small_mnist):
     x, y, xt, yt = tiny_data(small_mnist)
     with pytest.raises(ConfigError, match="augment: expected square images to distort, got 780 pixels"):
