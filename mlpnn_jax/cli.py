@@ -95,7 +95,8 @@ def _epoch_line(bar, record):
         bar,
         f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  test loss"
         f" {record['test_loss']:.4f}  test acc {100 * record['test_accuracy']:.2f}%"
-        f"  {record['seconds']:.2f} s",
+        + (f"  val acc {100 * record['validation_accuracy']:.2f}%" if "validation_accuracy" in record else "")
+        + f"  {record['seconds']:.2f} s",
     )
     if bar is not None:
         bar.set_postfix(loss=f"{record['train_loss']:.4f}", acc=f"{100 * record['test_accuracy']:.2f}%")
@@ -136,7 +137,7 @@ def cmd_evaluate(args):
     setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
     from mlpnn_jax import metrics
     from mlpnn_jax.data import load_mnist
-    from mlpnn_jax.trainer import fold_input_stats
+    from mlpnn_jax.trainer import saved_params
 
     data_dir = args.data_dir if args.data_dir is not None else config.data_dir
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -148,7 +149,7 @@ def cmd_evaluate(args):
         )
     if x_test.shape[0] == 0:
         raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
-    params = fold_input_stats(params, meta["input_stats"])
+    params = saved_params(Path(args.run_dir) / checkpoint.CHECKPOINT)[0]  # the moving average, if kept
     cm, acc = metrics.evaluate(params, x_test, y_test, config.activation, config.precision)
     print("Confusion matrix:\n%s" % cm)  # noqa: UP031
     print(f"Accuracy={acc}")

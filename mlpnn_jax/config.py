@@ -14,10 +14,12 @@ import functools
 import math
 import typing
 
+from mlpnn_jax.augment import KINDS as AUGMENTS
 from mlpnn_jax.losses import DEFAULT_OPTIONS, LOSSES
 from mlpnn_jax.model import ACTIVATIONS, INITS
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+ADAMW_WEIGHT_DECAY = 1e-4  # adamw's decay when weight_decay is not given (the others': none)
 SCHEDULES = ("constant", "cosine", "onecycle")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("default", "high", "highest")
@@ -80,6 +82,20 @@ def _in(low, high, closed_low=True, closed_high=False):
     return check
 
 
+# preset name: the values of the fields a config is not given (then the fields' own defaults). "fast" is
+# the defaults: 98% in two epochs. "frontier": the recipe search's best validation accuracy so far on the
+# last 10000 training images (784-1000-10 tanh; affine + EMA 0.999, 50 epochs: 99.27%, against 99.05% for
+# stronger affine, 98.61% without augmentation at 15 epochs). PROVISIONAL: the lead finalises these values.
+PRESETS = {
+    "fast": {},
+    "frontier": {
+        "augment": "affine",
+        "ema_decay": 0.999,
+        "epochs": 50,
+    },
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. The defaults are the recipe the README explains.
@@ -114,7 +130,12 @@ class TrainConfig:
         expected="a positive number",
     )
     momentum: float = option(0.9, "momentum coefficient", check=_in(0, 1), expected="in [0, 1)")
-    weight_decay: float = option(1e-4, "adamw weight decay", check=lambda v: v >= 0, expected="at least 0")
+    weight_decay: float | None = option(
+        None,
+        f"weight decay (sgd, momentum, adam: L2 of the W, 0; adamw: its own, {ADAMW_WEIGHT_DECAY:g})",
+        check=_in(0, math.inf),
+        expected="a finite number >= 0",
+    )
     schedule: str = option("onecycle", "learning-rate schedule", choices=SCHEDULES)
     warmup: float = option(
         0.1, "fraction of the steps spent warming up", check=_in(0, 1), expected="a fraction in [0, 1)"
@@ -137,6 +158,57 @@ class TrainConfig:
         "default", "matmul precision (highest: true float32 on GPU/TPU)", choices=PRECISIONS
     )
     standardize: bool = option(True, "train on standardized pixels (off: raw pixels)")
+    augment: str = option(
+        "none", "random distortions of every training batch, fresh each epoch", choices=AUGMENTS
+    )
+    augment_degrees: float = option(
+        10.0,
+        "affine: rotations uniform in +-degrees",
+        check=_in(0, 180, closed_high=True),
+        expected="in [0, 180]",
+    )
+    augment_scale: tuple[float, ...] = option(
+        (0.9, 1.1),
+        "affine: scale factors uniform in [low, high]",
+        check=lambda v: len(v) == 2 and 0 < v[0] <= v[1] < math.inf,
+        expected="two numbers 0 < low <= high",
+    )
+    augment_shear: float = option(
+        0.15,
+        "affine: shear factors uniform in +-shear",
+        check=_in(0, math.inf),
+        expected="a finite number >= 0",
+    )
+    augment_shift: float = option(
+        2.0, "affine: shifts uniform in +-pixels", check=_in(0, math.inf), expected="a finite number >= 0"
+    )
+    elastic_alpha: float = option(
+        34.0, "elastic: displacement scale in pixels", check=_in(0, math.inf), expected="a finite number >= 0"
+    )
+    elastic_sigma: float = option(
+        4.0,
+        "elastic: Gaussian smoothing width in pixels",
+        check=_in(0, math.inf, closed_low=False),
+        expected="a finite number > 0",
+    )
+    dropout_input: float = option(
+        0.0, "dropout rate of the input pixels", check=_in(0, 1), expected="in [0, 1)"
+    )
+    dropout_hidden: float = option(
+        0.0, "dropout rate of the hidden units", check=_in(0, 1), expected="in [0, 1)"
+    )
+    ema_decay: float = option(
+        0.0,
+        "evaluate and save a moving average of the weights with this decay per step (0: off)",
+        check=_in(0, 1),
+        expected="in [0, 1)",
+    )
+    validation: int = option(
+        0,
+        "hold out the last N training images as a validation set (not trained on)",
+        check=lambda v: v >= 0,
+        expected="an integer >= 0",
+    )
     seed: int = option(0, "random seed", check=_in(0, 2**32), expected="an integer in [0, 2**32)")
     target_accuracy: float | None = option(
         None,
@@ -147,15 +219,40 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "a directory of MNIST-format IDX files (default: the bundled MNIST)", directory=True
     )
+    preset: str = option(
+        "fast", "a recipe: the values of the fields not given (see PRESETS)", choices=PRESETS
+    )
 
     def __post_init__(self):
-        with contextlib.suppress(TypeError, ValueError):  # a bad value is reported by the check below
-            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in TUPLE_FIELDS:  # the CLI gives lists
+            with contextlib.suppress(TypeError, ValueError):  # a bad value is reported by the check below
+                object.__setattr__(self, name, tuple(map(field_type(name), getattr(self, name))))
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
         for field, rule, expected in RULES:
             if not rule(self):
                 raise ConfigError(field, f"expected {expected}, got {getattr(self, field)!r}")
+
+    @property
+    def decay(self):
+        """The weight decay in effect: weight_decay, or its optimizer's default when not given."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return ADAMW_WEIGHT_DECAY if self.optimizer == "adamw" else 0.0
+
+    def augment_config(self):
+        """The AugmentConfig of the augment fields."""
+        from mlpnn_jax.augment import AugmentConfig
+
+        return AugmentConfig(
+            self.augment,
+            self.augment_degrees,
+            self.augment_scale,
+            self.augment_shear,
+            self.augment_shift,
+            self.elastic_alpha,
+            self.elastic_sigma,
+        )
 
     def loss_options(self):
         """The keyword options of this config's loss function."""
@@ -167,7 +264,7 @@ class TrainConfig:
 
     def to_json(self):
         """A JSON-ready dict of the config."""
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+        return {**dataclasses.asdict(self), **{name: list(getattr(self, name)) for name in TUPLE_FIELDS}}
 
     @classmethod
     def from_json(cls, d):
@@ -175,8 +272,27 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError("config", f"unknown keys {sorted(unknown)}")
+        if "preset" not in d and d.get("optimizer") != "adamw":
+            # saved before weight decay applied to every optimizer: its weight_decay was adamw's only
+            d = {**d, "weight_decay": None}
         return cls(**d)
 
+
+def _with_preset(init):
+    """TrainConfig's __init__, with the fields not given taken from the preset's table first."""
+
+    @functools.wraps(init)
+    def __init__(self, **given):
+        name = given.get("preset", "fast")
+        if name not in PRESETS:
+            raise ConfigError("preset", f"expected one of {', '.join(PRESETS)}, got {name!r}")
+        init(self, **{**PRESETS[name], **given})
+
+    return __init__
+
+
+TrainConfig.__init__ = _with_preset(TrainConfig.__init__)
+TUPLE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple))
 
 # Checks that involve several fields: (the field blamed, rule(config) -> bool, what is expected).
 RULES = [

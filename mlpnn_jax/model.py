@@ -83,21 +83,36 @@ def notebook_draws(sizes, seed):
     return params
 
 
-def apply(params, x, activation="tanh"):
+def apply(params, x, activation="tanh", dropout=None):
     """The MLP's logits.
 
     Args:
         params: {"W1": (D, H1), "b1": (H1,), ..., "WL": (H_{L-1}, K), "bL": (K,)}.
         x: (n, D) inputs (or (D,) for one).
         activation: "tanh" or "relu", for the hidden layers.
+        dropout: None, or (key, input rate, hidden rate): inverted dropout for training (each input and
+            each hidden unit kept with probability 1 - rate, and scaled by 1 / (1 - rate)).
     Returns:
         logits (n, K).
     """
     act = ACTIVATIONS[activation]
     L = num_layers(params)
+    key, rates = (None, ()) if dropout is None else (dropout[0], dropout[1:])
     for i in range(1, L):
+        if rates:
+            x = _drop(jax.random.fold_in(key, i), x, rates[i > 1])
         x = act(x @ params[f"W{i}"] + params[f"b{i}"])
+    if rates:
+        x = _drop(jax.random.fold_in(key, L), x, rates[L > 1])
     return x @ params[f"W{L}"] + params[f"b{L}"]
+
+
+def _drop(key, x, rate):
+    """Inverted dropout: each entry kept with probability 1 - rate and scaled by 1 / (1 - rate)."""
+    if not rate:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
 
 
 def mean_loss(params, x, y, loss="ce", activation="tanh", **options):

@@ -23,11 +23,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from mlpnn_jax import optim
+from mlpnn_jax.augment import augment
 from mlpnn_jax.config import ConfigError, TrainConfig
 from mlpnn_jax.losses import get_loss
 from mlpnn_jax.model import apply, init_params
+from mlpnn_jax.optim import make_optimizer
 
 NUM_CLASSES = 10
+NOISE_STREAM = 0x6E6F6973  # fold_in of the epoch's key for its augmentation and dropout draws
 
 
 def _same(name):
@@ -57,9 +61,11 @@ class TrainResult:
     Attributes:
         train_params, opt_state: the state training continues from (in standardized coordinates).
         input_stats: (mean, std) the inputs were standardized with; (0.0, 1.0) when not.
-        history: one metrics dict per epoch (epoch, train_loss, test_loss, test_accuracy, seconds).
+        history: one metrics dict per epoch (epoch, train_loss, test_loss, test_accuracy, with
+            validation: validation_loss, validation_accuracy; seconds, elapsed).
         config: the TrainConfig.
-        params (property): the trained params for raw pixels in [0, 1], standardization folded in.
+        params (property): the trained params for raw pixels in [0, 1], standardization folded in: the
+            moving average of the weights when the config keeps one (ema_decay), as evaluated.
     """
 
     train_params: dict
@@ -74,7 +80,9 @@ class TrainResult:
 
     @functools.cached_property
     def params(self):
-        return fold_input_stats(jax.tree.map(np.asarray, self.train_params), self.input_stats)
+        ema = optim.ema_params(self.config, self.opt_state)
+        params = self.train_params if ema is None else ema
+        return fold_input_stats(jax.tree.map(np.asarray, params), self.input_stats)
 
 
 def input_stats(x_train, standardize=True):
@@ -110,48 +118,17 @@ def make_mesh(devices=None):
     return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
-def _constant_schedule(lr, warm, total, config):
-    if not warm:
-        return lr
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), optax.constant_schedule(lr)], [warm])
-
-
-# schedule name: f(peak lr, warm-up steps, total steps, config) -> an optax schedule (or a constant)
-SCHEDULE_FNS = {
-    "constant": _constant_schedule,
-    "cosine": lambda lr, warm, total, c: optax.warmup_cosine_decay_schedule(
-        0.0, lr, warm, max(total, warm + 1), 0.0
-    ),
-    "onecycle": lambda lr, warm, total, c: optax.cosine_onecycle_schedule(
-        total, lr, pct_start=max(c.warmup, 1e-6)
-    ),
-}
-# optimizer name: f(schedule, config) -> an optax GradientTransformation
-OPTIMIZER_FNS = {
-    "sgd": lambda sched, c: optax.sgd(sched),
-    "momentum": lambda sched, c: optax.sgd(sched, momentum=c.momentum, nesterov=True),
-    "adam": lambda sched, c: optax.adam(sched),
-    "adamw": lambda sched, c: optax.adamw(sched, weight_decay=c.weight_decay),
-}
-
-
-def make_optimizer(config, steps_per_epoch):
-    """The optax optimizer for ``config``, its schedule counting ``steps_per_epoch`` steps an epoch."""
-    total = config.epochs * steps_per_epoch
-    sched = SCHEDULE_FNS[config.schedule](config.lr, int(config.warmup * total), total, config)
-    return OPTIMIZER_FNS[config.optimizer](sched, config)
-
-
 def _batch_loss_fn(config):
-    """The mean training loss of a batch, ``f(params, x (B, D), labels (B,)) -> scalar``."""
+    """The mean training loss of a batch, ``f(params, x (B, D), labels (B,)[, dropout key]) -> scalar``."""
     loss = get_loss(config.loss, **config.loss_options())
     eps = config.label_smoothing if config.loss != "smooth_ce" else 0.0
 
-    def f(params, x, labels):
+    def f(params, x, labels, key=None):
         if config.compute_dtype:  # bfloat16 compute, float32 master weights: grads come back float32
             params = jax.tree.map(lambda p: p.astype(config.compute_dtype), params)
             x = x.astype(config.compute_dtype)
-        logits = apply(params, x, config.activation).astype(config.dtype)
+        dropout = None if key is None else (key, config.dropout_input, config.dropout_hidden)
+        logits = apply(params, x, config.activation, dropout).astype(config.dtype)
         targets = labels
         if eps:
             targets = (1 - eps) * jax.nn.one_hot(labels, NUM_CLASSES, dtype=logits.dtype) + eps / NUM_CLASSES
@@ -165,11 +142,13 @@ class Trainer:
 
     Args:
         config: a TrainConfig.
-        n_train: the number of training samples.
+        n_train: the number of training samples (validation images not included).
         mesh: the device mesh (default: all devices).
+        n_test, n_validation: the sizes of the test and validation sets.
+        input_dim: pixels per image; augmentation needs square images.
     """
 
-    def __init__(self, config, n_train, mesh=None, n_test=None):
+    def __init__(self, config, n_train, mesh=None, n_test=None, n_validation=0, input_dim=None):
         self.config = config
         self.mesh = make_mesh() if mesh is None else mesh
         n_dev = self.mesh.devices.size
@@ -185,6 +164,9 @@ class Trainer:
                 f"expected a multiple of the {n_dev} devices that share each batch, got {config.batch_size}",
             )
         self.steps_per_epoch = n_train // config.batch_size
+        self.image_shape = _image_shape(config, input_dim)
+        self.dropout = bool(config.dropout_input or config.dropout_hidden)
+        self.noisy = self.dropout or config.augment != "none"  # draws random numbers every step
         self.optimizer = make_optimizer(config, self.steps_per_epoch)
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharded = NamedSharding(self.mesh, P("batch"))
@@ -192,6 +174,7 @@ class Trainer:
         self._epoch = jax.jit(self._epoch_impl, donate_argnums=(0,), out_shardings=self.replicated)
         # the test set is split over the devices too, where its size allows
         self.test_sharding = self.batch_sharded if n_test and n_test % n_dev == 0 else self.replicated
+        self.validation_sharding = self.batch_sharded if n_validation % n_dev == 0 else self.replicated
 
     def init_state(self, params):
         """(params, a fresh optimizer state), both replicated on the mesh."""
@@ -202,52 +185,91 @@ class Trainer:
         """``tree`` replicated on every device of the mesh (each process passes the full value)."""
         return jax.tree.map(lambda a: _global_array(np.asarray(a), self.replicated), tree)
 
-    def place_data(self, data, stats):
-        """The data set and its (mean, std) on the mesh, in the config's dtype: ``epoch``'s ``data``."""
-        x_train, y_train, x_test, y_test = data
+    def place_data(self, data, stats, validation=None):
+        """The data set, its (mean, std) and the validation set (x (v, D), y (v,)) or None, on the mesh
+        in the config's dtype: ``epoch``'s ``data``."""
         dtype = np.dtype(self.config.dtype)
-        host = (np.asarray(x_train, dtype), np.asarray(y_train, np.int32))
-        host += (np.asarray(x_test, dtype), np.asarray(y_test, np.int32))
-        return self.place((*host, (np.asarray(stats[0], dtype), np.asarray(stats[1], dtype))))
+        images_labels = lambda x, y: (np.asarray(x, dtype), np.asarray(y, np.int32))  # noqa: E731
+        x_train, y_train, x_test, y_test = data
+        host = (*images_labels(x_train, y_train), *images_labels(x_test, y_test))
+        host += ((np.asarray(stats[0], dtype), np.asarray(stats[1], dtype)),)
+        return self.place((*host, () if validation is None else images_labels(*validation)))
 
-    def _epoch_impl(self, state, epoch, x, y, x_test, y_test, stats):
-        """One epoch: state, epoch (), x (n, D), y (n,), x_test (m, D), y_test (m,), (mean, std) ->
-        (state, (mean train loss (), mean test loss (), correct test predictions () int))."""
+    def _epoch_impl(self, state, epoch, x, y, x_test, y_test, stats, validation):
+        """One epoch: state, epoch (), x (n, D), y (n,), x_test (m, D), y_test (m,), (mean, std),
+        validation () or (x (v, D), y (v,)) -> (state, metrics: a dict of device scalars)."""
         params, opt_state = state
-        mean, std = stats
         bs, nb = self.config.batch_size, self.steps_per_epoch
-        batch_loss = _batch_loss_fn(self.config)
         key = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
         perm = jax.random.permutation(key, x.shape[0])[: nb * bs].reshape(nb, bs)
+        # the step number and its own key only where random draws need them: the plain epoch stays plain
+        xs = (perm, jnp.arange(nb)) if self.noisy else (perm,)
+        step = self._step_fn(x, y, stats, jax.random.fold_in(key, NOISE_STREAM))
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), xs)
+        ema = optim.ema_params(self.config, opt_state)
+        evaluated = params if ema is None else ema
+        test_loss, correct = self._evaluate(evaluated, x_test, y_test, stats, self.test_sharding)
+        metrics = {"train_loss": jnp.mean(losses.astype(self.config.dtype)), "test_loss": test_loss}
+        metrics["test_correct"] = correct
+        if validation:
+            loss, correct = self._evaluate(evaluated, *validation, stats, self.validation_sharding)
+            metrics.update(validation_loss=loss, validation_correct=correct)
+        return (params, opt_state), metrics
 
-        def step(carry, idx):
+    def _step_fn(self, x, y, stats, noise_key):
+        """The scan body: one optimizer step on the batch of the indices it is given."""
+        c, mean, std = self.config, *stats
+        batch_loss = _batch_loss_fn(c)
+        augment_config = c.augment_config()
+
+        def step(carry, xs):
             params, opt_state = carry
-            idx = jax.lax.with_sharding_constraint(idx, self.batch_sharded)
-            xb = (x[idx] - mean) / std  # standardizing per batch costs far less than the matmuls
-            loss, grads = jax.value_and_grad(batch_loss)(params, xb, y[idx])
+            idx = jax.lax.with_sharding_constraint(xs[0], self.batch_sharded)
+            xb, dropout_key = x[idx], ()
+            if self.noisy:
+                augment_key, drop = jax.random.split(jax.random.fold_in(noise_key, xs[1]))
+                dropout_key = (drop,) if self.dropout else ()
+                xb = augment(augment_key, xb, self.image_shape, augment_config)
+            xb = (xb - mean) / std  # standardizing per batch costs far less than the matmuls
+            loss, grads = jax.value_and_grad(batch_loss)(params, xb, y[idx], *dropout_key)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), perm)
-        x_test = jax.lax.with_sharding_constraint((x_test - mean) / std, self.test_sharding)
-        logits = apply(params, x_test, self.config.activation)
-        test_loss = jnp.mean(get_loss(self.config.loss, **self.config.loss_options())(logits, y_test))
+        return step
+
+    def _evaluate(self, params, x, y, stats, sharding):
+        """(mean loss (), correct predictions () int) of params on x (m, D), labels y (m,)."""
+        mean, std = stats
+        x = jax.lax.with_sharding_constraint((x - mean) / std, sharding)
+        logits = apply(params, x, self.config.activation)
+        loss = jnp.mean(get_loss(self.config.loss, **self.config.loss_options())(logits, y))
         # a count, not a float32 mean: 9543 / 10000 must compare equal to a target of 0.9543
-        correct = jnp.sum(jnp.argmax(logits, -1) == y_test)
-        return (params, opt_state), (jnp.mean(losses.astype(self.config.dtype)), test_loss, correct)
+        return loss, jnp.sum(jnp.argmax(logits, -1) == y)
 
     def epoch(self, state, epoch, data):
         """Runs epoch number ``epoch`` (1-based) on ``state`` (donated).
 
         Args:
             state: (params, opt_state) on the mesh.  epoch: its shuffle is fold_in(key(seed), epoch).
-            data: (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,), (mean, std)) on the mesh;
-                the model sees (x - mean) / std.
+            data: ``place_data``'s (x_train, y_train, x_test, y_test, (mean, std), validation) on the
+                mesh; the model sees (x - mean) / std.
         Returns:
-            (new state, (train_loss, test_loss, correct test predictions)) as device scalars.
+            (new state, metrics): train_loss, test_loss, test_correct (and validation_loss,
+            validation_correct) as device scalars; the test and validation sets are evaluated with the
+            moving average of the weights when the config keeps one.
         """
         with jax.default_matmul_precision(self.config.precision):
             return self._epoch(state, np.int32(epoch), *data)
+
+
+def _image_shape(config, input_dim):
+    """(side, side) of the square images augmentation needs; None without augmentation."""
+    if config.augment == "none" or input_dim is None:
+        return None
+    side = math.isqrt(input_dim)
+    if side * side != input_dim:
+        raise ConfigError("augment", f"expected square images to distort, got {input_dim} pixels an image")
+    return side, side
 
 
 def _global_array(a, sharding):
@@ -275,6 +297,18 @@ def load_resume(path, config):
         "opt_state": opt_state,
         **{k: meta[k] for k in ("history", "input_stats")},
     }
+
+
+def saved_params(path):
+    """(params for raw pixels, TrainConfig) of a train checkpoint, as the run evaluated them: the moving
+    average of the weights when it kept one, with the input standardization folded in."""
+    from mlpnn_jax import checkpoint
+
+    params, _, meta = checkpoint.load(path)
+    config = TrainConfig.from_json(meta["config"])
+    if config.ema_decay:
+        params = optim.ema_params(config, load_resume(path, config)["opt_state"])
+    return fold_input_stats(params, meta["input_stats"]), config
 
 
 # loss name: f(config) -> the loss of a uniform guess (zero logits) for a one-hot target, K classes
@@ -357,15 +391,17 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
     """
     _check_dtype(config)
     clock = {"start": time.perf_counter() if started is None else started}
+    data, validation = split_validation(config, data)
     x_train, _, x_test, _ = data
-    trainer = Trainer(config, x_train.shape[0], mesh, n_test=x_test.shape[0])
+    n_val = 0 if validation is None else len(validation[1])
+    trainer = Trainer(config, x_train.shape[0], mesh, x_test.shape[0], n_val, x_train.shape[1])
     state, stats, history = _start(trainer, x_train, params, resume)
-    dev_data = trainer.place_data(data, stats)
+    dev_data = trainer.place_data(data, stats, validation)
     last_good = None
     clock["last"] = time.perf_counter()
     for epoch in range(len(history) + 1, config.epochs + 1):
         new_state, metrics = trainer.epoch(state, epoch, dev_data)
-        record = _record(epoch, metrics, x_test.shape[0], clock)
+        record = _record(epoch, metrics, (x_test.shape[0], n_val), clock)
         _check_divergence(config, record, last_good)
         state = new_state
         history.append(record)
@@ -375,6 +411,17 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
             break
     # its own copy of the history: a result kept from epoch 1 stays at epoch 1
     return TrainResult(*state, stats, list(history), config)
+
+
+def split_validation(config, data):
+    """(data without its last ``config.validation`` training images, those images (x, y) or None)."""
+    x, y, x_test, y_test = data
+    n, v = x.shape[0], config.validation
+    if not v:
+        return data, None
+    if v >= n:
+        raise ConfigError("validation", f"expected fewer than the {n} training images, got {v}")
+    return (x[: n - v], y[: n - v], x_test, y_test), (x[n - v :], y[n - v :])
 
 
 def _start(trainer, x_train, params, resume):
@@ -389,17 +436,16 @@ def _start(trainer, x_train, params, resume):
     return trainer.init_state(params), stats, []
 
 
-def _record(epoch, metrics, n_test, clock):
-    """The metrics dict of one epoch, from its device scalars (train loss, test loss, correct)."""
+def _record(epoch, metrics, sizes, clock):
+    """The metrics dict of one epoch, from its device scalars and the (test, validation) set sizes."""
     now = time.perf_counter()
-    record = {
-        "epoch": epoch,
-        "train_loss": float(metrics[0]),
-        "test_loss": float(metrics[1]),
-        "test_accuracy": int(metrics[2]) / n_test,
-        "seconds": now - clock["last"],
-        "elapsed": now - clock["start"],
-    }
+    metrics = jax.device_get(metrics)
+    record = {"epoch": epoch, "train_loss": float(metrics["train_loss"])}
+    for name, size in zip(("test", "validation"), sizes, strict=True):
+        if f"{name}_loss" in metrics:
+            record[f"{name}_loss"] = float(metrics[f"{name}_loss"])
+            record[f"{name}_accuracy"] = int(metrics[f"{name}_correct"]) / size
+    record.update(seconds=now - clock["last"], elapsed=now - clock["start"])
     clock["last"] = now
     return record
 
