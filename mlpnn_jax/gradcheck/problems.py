@@ -56,7 +56,7 @@ class Problem:
     def letters(self):
         """{size: letter}: D, H (or H1, H2, ...), K, and n when n > 1."""
         hidden = self.sizes[1:-1]
-        names = {self.D: "D", self.K: "K"}
+        names = {self.D: "D"} if self.K == 1 else {self.D: "D", self.K: "K"}  # one output unit: 1
         for i, h in enumerate(hidden, 1):
             names[h] = "H" if len(hidden) == 1 else f"H{i}"
         if self.n > 1:

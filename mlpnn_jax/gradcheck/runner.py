@@ -38,6 +38,9 @@ class Convention:
             "vec": "a one-hot vector (K,)",
             "col": "a one-hot column (K, 1)",
         }[c.y_form]
+        if problem.K == 1:  # one sigmoid output: the labels are the 0/1 targets
+            labels = {"int": "0/1 labels (n,)", "rows": "0/1 labels (n, 1)", "cols": "0/1 labels (1, n)"}
+            labels = labels.get(c.y_form, "a 0/1 label")
         fwd = f", after {t.forward_name}" if t.forward is not None else ""
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
         return text + "; " + self.layout.describe(problem.sizes)
