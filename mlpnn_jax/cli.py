@@ -260,15 +260,18 @@ def cmd_report(args):
 # ---------------------------------------------------------------- gradcheck
 
 
-def run_gradcheck(target, *, out=None, err=None, timeout=60.0, **request):
+def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **request):
     """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
+
+    ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
+    this process's stdout): for tests and debugging, where the child's start-up is the cost.
 
     ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
     The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
     user's traceback and one ``error:`` line, go to ``err``. Exit 0 when everything matches, 1 when
     anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
     """
-    from mlpnn_jax.gradcheck.isolate import Request, run_isolated
+    from mlpnn_jax.gradcheck.isolate import Request, run_file, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out
@@ -282,7 +285,8 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, **request):
         k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
     }
     request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
-    outcome, chatter = run_isolated(Request(target=target, options=options, **request), timeout)
+    req = Request(target=target, options=options, **request)
+    outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
     err.write(chatter)
     if outcome.code == 2:
         err.write(outcome.traceback)

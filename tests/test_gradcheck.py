@@ -299,15 +299,18 @@ def test_bad_arguments(args, kwargs, match):
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def cli(target, **kwargs):
+def cli(target, isolate=False, **kwargs):
+    """The CLI's run_gradcheck, in this process unless ``isolate`` (a child process costs seconds: the
+    true child-process runs are test_cli_exit_0_when_right, test_cli_json_stays_parseable_when_the_file
+    _prints and tests/test_gradcheck_conventions.py's isolation tests)."""
     out, err = io.StringIO(), io.StringIO()
-    code = run_gradcheck(target, out=out, err=err, **kwargs)
+    code = run_gradcheck(target, out=out, err=err, isolate=isolate, **kwargs)
     return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_exit_0_when_right():
     path_before = list(sys.path)
-    code, out, err = cli(f"{GALLERY / 'correct.py'}:backprop_per_sample")
+    code, out, err = cli(f"{GALLERY / 'correct.py'}:backprop_per_sample", isolate=True)
     assert code == 0 and err == ""
     assert "gradcheck backprop_per_sample: loss 'ce', integer labels, seed 0: OK" in out
     assert sys.path == path_before  # the file's directory was on sys.path only while it ran
@@ -415,7 +418,7 @@ def test_cli_json_stays_parseable_when_the_file_prints(tmp_path):
         f"print('loading')\n{source}\n\n"
         "def talkative(params, X, Y):\n    print('computing')\n    return backprop(params, X, Y)\n"
     )
-    code, out, err = cli(f"{tmp_path / 'chatty.py'}:talkative", as_json=True)
+    code, out, err = cli(f"{tmp_path / 'chatty.py'}:talkative", as_json=True, isolate=True)
     assert code == 0 and json.loads(out)["ok"]
     assert "computing" in err and "loading" not in err  # the top level never runs
     assert any(d["code"] == "skipped" and "print(" in d["message"] for d in json.loads(out)["diagnoses"])

@@ -2,8 +2,9 @@
 
 Each MANIFEST.json case names a file, its target (PATH:NAME) and the flags a user would pass, and the
 exit code the tool must give: 0 for correct code, 1 for a bug. The report must start by saying what it
-inferred (how it called the code, and where the params came from). The cases run through
-``isolate.run_file``, the child process's whole job (loading, probing, checking, formatting).
+inferred (how it called the code, and where the params came from). The cases run in-process through
+``isolate.run_file``, the child process's whole job (loading, probing, checking, formatting), with the
+Request the CLI builds: no child process per case (tests/test_gradcheck.py runs the true CLI).
 """
 
 import json
@@ -19,12 +20,13 @@ CASES = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else []
 _FLAGS = {"--forward": "forward", "--init": "init", "--loss": "loss"}
 
 
-def request(case):
+def request(case, root=WILD):
+    """The Request the CLI builds for a MANIFEST case (its PATH:TARGET and flags)."""
     flags, kwargs = list(case["flags"]), {}
     while flags:
         flag, value = flags.pop(0), flags.pop(0)
         kwargs[_FLAGS[flag]] = value
-    return Request(target=f"{WILD / case['path']}:{case['target']}", **kwargs)
+    return Request(target=f"{root / case['path']}:{case['target']}", **kwargs)
 
 
 @pytest.mark.skipif(not CASES, reason="tests/gallery_wild/MANIFEST.json is not there")

@@ -80,20 +80,21 @@ def fn_name(fn):
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
-def _layouts(target, make_params, source):
+def _params_arg(fn, method):
+    """The name of fn's argument that holds the params (``parameters``...), or None."""
+    names = conventions.ROLE_NAMES["P"]
+    return next((a for a, _ in conventions.arguments(fn, method) if a.lower().lstrip("_") in names), None)
+
+
+def _layouts(target, make_params, source, forward_source=None):
     """The layouts to try, most trusted first, and whether the first is today's strict convention."""
     if make_params is not None:
         return list(make_params), False
     found = [layouts.canonical()]
-    arg = next(
-        (
-            a
-            for a, _ in conventions.arguments(target.fn, target.is_method())
-            if a.lower().lstrip("_") in conventions.ROLE_NAMES["P"]
-        ),
-        None,
-    )
-    found += layouts.source_guesses(source, arg)
+    found += layouts.source_guesses(source, _params_arg(target.fn, target.is_method()))
+    if target.forward is not None:  # the forward reads them (parameters["W3"]) where the backward does not
+        farg = _params_arg(target.forward, target.is_method())
+        found += layouts.source_guesses(forward_source, farg)
     found += layouts.argument_guesses([target.fn, target.forward], target.is_method())
     return found, True
 
@@ -179,6 +180,7 @@ def check_backprop(
     forward=None,
     params=None,
     source=None,
+    forward_source=None,
     activation=None,
     output=None,
     l2=None,
@@ -199,6 +201,7 @@ def check_backprop(
         forward: the user's forward function, whose result the backprop takes (or that stores it).
         params: candidate ``layouts.Layout`` s of the user's params (from an init function or class).
         source: the checked function's source, to guess its params' names when ``params`` is None.
+        forward_source: the forward function's source (the same use).
         activation, output, l2: name the network where the code does not expose it.
         skipped: what the loader left out of the user's file (reported as a note).
         **loss_options: label_smoothing (smooth_ce), gamma (focal), margin (hinge).
@@ -212,25 +215,43 @@ def check_backprop(
     hints = Hints(loss, activation, output, l2, options)
     target = _target(fn, forward)
     cands = hints.candidates()
-    tried, strict = _layouts(target, params, source)
-    conv = find(target, tried, cands, bool(soft_targets), strict_first=strict)
-    layout = conv.layout
-    probs, runs, ref = _identified(conv, seed, cands, bool(soft_targets))
+    tried, strict = _layouts(target, params, source, forward_source)
+    conv, probs, runs, ref = _convention(target, tried, strict, cands, seed, bool(soft_targets))
     if ref.nets is None:  # differences of the user's own loss: where units saturate it may be log(0)
         probs = [p for p in probs if p.regime != "saturated"]
     expected = _expected(ref, probs, conv)
-    return _report(conv, probs, runs, ref, expected, hints, seed, bool(soft_targets), skipped, layout)
+    return _report(conv, probs, runs, ref, expected, hints, seed, bool(soft_targets), skipped, conv.layout)
 
 
-def _identified(conv, seed, cands, soft):
+def _convention(target, tried, strict, cands, seed, soft):
+    """(Convention, problems, runs, Reference). When the user's code raises on K > 1 outputs (e.g. it
+    asserts A2.shape == (1, m)), everything is tried again with one sigmoid output unit (K = 1, 0/1
+    labels); if that raises too, the first error is the one reported."""
+    try:
+        conv = find(target, tried, cands, soft, strict_first=strict)
+        return (conv, *_identified(conv, seed, cands, soft))
+    except GradcheckUsageError as e:
+        binary = [c for c in cands if c.head == "sigmoid"]
+        if e.formatted_traceback is None or soft or not binary:
+            raise
+        first = e
+    try:
+        conv = find(target, tried, binary, soft, strict_first=strict, binary=True)
+        return (conv, *_identified(conv, seed, binary, soft, binary=True))
+    except GradcheckUsageError as e:
+        message = f"{first} (tried again with one sigmoid output, K = 1: {e})"
+        raise GradcheckUsageError(message, first.formatted_traceback) from e
+
+
+def _identified(conv, seed, cands, soft, binary=False):
     """The problems, the user's runs on them and the Reference; the problems are drawn again for the
     reference network (redrawn where two float64 references disagree), and the code rerun if any moved."""
     L, bias = conv.layout.num_layers, conv.layout.bias
-    probs, _ = problems.make(seed, L, bias, cands[0], soft, condition=False)
+    probs, _ = problems.make(seed, L, bias, cands[0], soft, condition=False, binary=binary)
     runs = _run_all(conv, probs)
     ref = _reference(conv, probs, runs, cands)
     if ref.nets is not None:
-        again, _ = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft)
+        again, _ = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft, binary=binary)
         if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
             probs, runs = again, _run_all(conv, again)
             ref = _reference(conv, probs, runs, cands)

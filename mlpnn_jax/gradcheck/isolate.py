@@ -60,12 +60,13 @@ def run_file(req):
         path, name = load.split_target(req.target)
         modules = {}
         objs, module = load.load(path, [name], modules)
-        forward = None
+        forward, fsource = None, None
         if req.forward:
             fpath, fname = _named(req.forward, path)
             if "." not in fname and "." in name and not fname.startswith(name.split(".")[0]):
                 fname = f"{name.split('.')[0]}.{fname}"
             forward = load.load(fpath, [fname], modules)[0][fname]
+            fsource = modules[fpath].sources.get(fname) if "." not in fname else None
         target = discover.target_for(objs[name], name, forward, req.forward or "")
         found = _layouts(req, path, name, module, modules, target)
         source = module.sources.get(name.split(".")[0])
@@ -76,6 +77,7 @@ def run_file(req):
             seed=req.seed,
             params=found or None,
             source=source if "." not in name else None,
+            forward_source=fsource,
             activation=req.activation,
             output=req.output,
             l2=req.l2,

@@ -122,8 +122,12 @@ _NP_ACT = {
 
 
 def targets(Y, K):
-    """Integer labels (n,) -> one-hot rows (n, K); distributions (n, K) pass through (float64)."""
+    """Integer labels (n,) -> one-hot rows (n, K); distributions (n, K) pass through (float64).
+
+    With K = 1 (one sigmoid unit) the labels are the 0/1 targets themselves: (n,) -> (n, 1)."""
     Y = np.asarray(Y)
+    if K == 1 and Y.ndim <= 1:
+        return Y.astype(np.float64)[..., None]
     return np.eye(K)[Y] if Y.ndim <= 1 and Y.dtype.kind in "iu" else Y.astype(np.float64)
 
 
@@ -242,7 +246,8 @@ def _jax_loss(params, X, Y, net):
     if net.head == "softmax":
         per = scale * SOFTMAX_LOSSES[_base(net.loss)](a, Y, **dict(net.options))
     else:
-        t = jax.nn.one_hot(Y, a.shape[-1], dtype=a.dtype) if Y.ndim == 1 else Y
+        t = Y if Y.ndim == 2 else (Y[:, None] if a.shape[-1] == 1 else jax.nn.one_hot(Y, a.shape[-1]))
+        t = t.astype(a.dtype)
         s = jax.nn.sigmoid(a)
         if net.loss.startswith("bce"):
             per = scale * jnp.sum(jax.nn.softplus(a) - t * a, axis=-1)

@@ -57,9 +57,9 @@ class _Screen:
     outputs: list  # [(net, probs, logits)]
 
 
-def _screen(layout, cands, soft):
+def _screen(layout, cands, soft, binary=False):
     rng = np.random.default_rng([12345, layout.num_layers])
-    sizes = problems.sizes_for("small", layout.num_layers)
+    sizes = problems.sizes_for("small", layout.num_layers, binary)
     params, X, Y = problems._draw(rng, 7, sizes, "small", layout.bias, soft)
     p = problems.Problem("probe", 7, sizes, "small", params, X, Y)
     with np.errstate(all="ignore"):
@@ -152,12 +152,12 @@ def _conventions(target, layout, strict):
     return out
 
 
-def find(target, layouts, cands, soft, strict_first=False):
+def find(target, layouts, cands, soft, strict_first=False, binary=False):
     """The Convention to use (raises GradcheckUsageError when nothing runs)."""
     best, first_error = None, None
     for index, layout in enumerate(layouts):
         strict = strict_first and index == 0
-        screen = _screen(layout, cands, soft)
+        screen = _screen(layout, cands, soft, binary)
         convs = _conventions(target, layout, strict)
         preferred, settled = (convs[0].call.per_example if convs else None), False
         for conv in convs:
@@ -179,10 +179,19 @@ def find(target, layouts, cands, soft, strict_first=False):
     if best is not None:
         return best[1]
     if first_error is None:
-        raise GradcheckUsageError(
-            f"cannot call {target.name}: no argument is recognisably the data, labels or params; name "
-            "them (e.g. X, y, params)"
-        )
+        raise _no_roles(target)
     conv, e = first_error
-    p = _screen(conv.layout, cands[:1], soft).problem
+    p = _screen(conv.layout, cands[:1], soft, binary).problem
     raise usage_error(conv, p, e) from e
+
+
+def _no_roles(target):
+    """The error for a function whose arguments cannot all be given something to pass."""
+    names = ", ".join(a for a, _ in conventions.arguments(target.fn, target.is_method()))
+    return GradcheckUsageError(
+        f"cannot call {target.name}({names}): the checker passes only the data (X), the labels (y), the "
+        "params (a dict, list or object of arrays), the forward pass's result and 0 to a regularisation "
+        "knob, and cannot tell which argument is which here (layer sizes as arguments, or params "
+        f"unrolled into one vector, are not supported): write a wrapper `def backprop(params, X, y)` "
+        f"that calls {target.name} and returns its gradients per parameter, and check that"
+    )

@@ -56,7 +56,7 @@ class Problem:
     def letters(self):
         """{size: letter}: D, H (or H1, H2, ...), K, and n when n > 1."""
         hidden = self.sizes[1:-1]
-        names = {self.D: "D", self.K: "K"}
+        names = {self.D: "D"} if self.K == 1 else {self.D: "D", self.K: "K"}  # one output unit: 1
         for i, h in enumerate(hidden, 1):
             names[h] = "H" if len(hidden) == 1 else f"H{i}"
         if self.n > 1:
@@ -82,10 +82,10 @@ class Problem:
         }
 
 
-def sizes_for(regime, num_layers):
-    """(D, H1, ..., K) for a network with ``num_layers`` weight layers."""
+def sizes_for(regime, num_layers, binary=False):
+    """(D, H1, ..., K) for a network with ``num_layers`` weight layers (K = 1 when ``binary``)."""
     D, hidden, K = _SIZES[regime]
-    return (D, *hidden[: num_layers - 1], K)
+    return (D, *hidden[: num_layers - 1], 1 if binary else K)
 
 
 def _draw(rng, n, sizes, regime, bias, soft):
@@ -102,20 +102,22 @@ def _draw(rng, n, sizes, regime, bias, soft):
             params[f"b{i}"] = b
     X = rng.random((n, sizes[0]))  # pixel-like inputs in [0, 1)
     K = sizes[-1]
+    if K == 1:  # one sigmoid unit: 0/1 targets
+        return params, X, rng.integers(0, 2, n)
     Y = rng.dirichlet(np.full(K, 0.5), n) if soft else rng.integers(0, K, n)
     return params, X, Y
 
 
-def make(seed, num_layers, bias, net, soft=False, condition=True):
+def make(seed, num_layers, bias, net, soft=False, condition=True, binary=False):
     """The problems for ``net`` (a models.Net), and their expected gradients (jax.grad, float64).
 
     With ``condition=False`` only the kinks are avoided (no jax.grad: nothing compiled), and the
-    expected gradients are the numpy backprop's.
+    expected gradients are the numpy backprop's. ``binary``: one output unit (K = 1), 0/1 labels.
     """
     problems, expected = [], {}
     for index, (name, n, regime) in enumerate(SPECS):
         rng = np.random.default_rng([seed, index])
-        sizes = sizes_for(regime, num_layers)
+        sizes = sizes_for(regime, num_layers, binary)
         best = None
         for attempt in range(MAX_DRAWS):
             params, X, Y = _draw(rng, n, sizes, regime, bias, soft)

@@ -38,6 +38,9 @@ class Convention:
             "vec": "a one-hot vector (K,)",
             "col": "a one-hot column (K, 1)",
         }[c.y_form]
+        if problem.K == 1:  # one sigmoid output: the labels are the 0/1 targets
+            labels = {"int": "0/1 labels (n,)", "rows": "0/1 labels (n, 1)", "cols": "0/1 labels (1, n)"}
+            labels = labels.get(c.y_form, "a 0/1 label")
         fwd = f", after {t.forward_name}" if t.forward is not None else ""
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
         return text + "; " + self.layout.describe(problem.sizes)
@@ -156,6 +159,7 @@ def invoke(conv, problem, params=None):
         x0, y0 = np.copy(x), np.copy(y)
         result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes)
         loss, grads = conventions.split_result(result)
+        loss = _forward_loss(fwd) if loss is None else loss
         if isinstance(grads, Updated):
             out.notes.append(("in_place", (), _IN_PLACE))
         out.results.append(grads)
@@ -167,6 +171,23 @@ def invoke(conv, problem, params=None):
         out.notes += [_warning(w) for w in caught]
         out.notes += _mutations(conv, obj, params, problem.sizes, (x, x0, "X"), (y, y0, "Y"))
     return out
+
+
+def _forward_loss(fwd):
+    """The loss a forward pass returns beside its cache (``cost, cache``), or None. Only a true scalar:
+    a (1, 1) output array (one example, one unit) is not a loss."""
+    if not isinstance(fwd, tuple | list) or len(fwd) != 2:
+        return None
+    loss, _ = conventions.split_result(fwd)
+    scalar = loss is not None and any(_zero_dim(v) for v in fwd)
+    return loss if scalar else None
+
+
+def _zero_dim(v):
+    """A Python or numpy number, or a 0-d array (np.ndim would choke on a ragged cache)."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int | float | np.number) or (isinstance(v, np.ndarray) and v.ndim == 0)
 
 
 def _warning(w):
