@@ -133,7 +133,7 @@ def check_input_dim(path, params, input_dim):
     """Raises CheckpointError unless the model in ``path`` takes inputs of ``input_dim`` features."""
     if params["W1"].shape[0] != input_dim:
         raise CheckpointError(
-            f"{path}: its model takes {params['W1'].shape[0]} inputs,"
+            f"{path}: its model takes {params['W1'].shape[0]} inputs (W1 {params['W1'].shape}),"
             f" but the data's images have {input_dim} pixels"
         )
 

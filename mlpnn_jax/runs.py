@@ -196,6 +196,9 @@ def recover(path):
                 break
     for _, p in leftovers:
         shutil.rmtree(p, ignore_errors=True)
+    if path.is_dir() and _lock_is_free(path):  # a killed run's temporary files: no writer is left
+        for p in path.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
     return path
 
 
