@@ -56,19 +56,68 @@ def run_notebook(params, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR
     if loss not in ("ce", "kl"):
         raise ValueError(f"--loss: the notebook trained with ce or kl, got {loss!r}")
     dtype = params["W1"].dtype
-    params = jax.tree.map(lambda a: jnp.array(a, dtype), params)  # a copy: the caller's arrays survive
+    state = {"params": jax.tree.map(lambda a: jnp.array(a, dtype), params)}  # a copy: the caller's survive
     x, x_test = (jnp.asarray(a, dtype) for a in (data[0], data[2]))
     y, y_test = (jnp.asarray(a, jnp.int32) for a in (data[1], data[3]))
+
+    def run(n):
+        state["params"], (tr, te) = _run_epochs(state["params"], x, y, x_test, y_test, lr, loss, n)
+        return np.asarray(tr), np.asarray(te)
+
+    train_losses, test_losses = _in_chunks(run, epochs, chunk, on_chunk)
+    return state["params"], train_losses, test_losses
+
+
+def run_numpy(network, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR, chunk=1, on_chunk=None):
+    """The same experiment through the numpy reference (``reference.run_notebook``), in float64.
+
+    Args:
+        network: a ``reference.MLPNN``, trained in place.  The rest: as ``run_notebook``.
+    Returns:
+        (network, train losses (epochs,), test losses (epochs,)) as numpy arrays.
+    """
+    import reference
+
+    def run(n):
+        tr, te = reference.run_notebook(network, *data, loss=loss, epochs=n, lr=lr, print_every=0)
+        return np.asarray(tr), np.asarray(te)
+
+    train_losses, test_losses = _in_chunks(run, epochs, chunk, on_chunk)
+    return network, train_losses, test_losses
+
+
+def run_engine(engine, network, data, loss, epochs, *, dtype, precision, chunk, on_chunk=None):
+    """Runs the notebook's experiment on ``engine`` ("jax" or "numpy") from ``network``'s weights.
+
+    Args:
+        engine: "jax" (in ``dtype``, matmuls at ``precision``) or "numpy" (float64).
+        network: a ``reference.MLPNN`` holding the initial weights.  data, loss, epochs: as
+            ``run_notebook``.  chunk, on_chunk: ``on_chunk(first_epoch, train_losses, test_losses)`` after
+            every ``chunk`` epochs, returning True to stop: the one protocol of both engines.
+    Returns:
+        (the trained ``reference.MLPNN``, train losses, test losses).
+    """
+    import reference
+
+    if engine == "numpy":
+        return run_numpy(network, data, loss, epochs, chunk=chunk, on_chunk=on_chunk)
+    params = jax.tree.map(lambda a: a.astype(dtype), network.params)
+    with jax.default_matmul_precision(precision):
+        params, train, test = run_notebook(params, data, loss, epochs, chunk=chunk, on_chunk=on_chunk)
+    return reference.MLPNN.from_params(jax.tree.map(np.asarray, params)), train, test
+
+
+def _in_chunks(run, epochs, chunk, on_chunk):
+    """Calls ``run(n) -> (train, test)`` for chunks of n epochs, then ``on_chunk``, until done or stopped."""
     train_losses, test_losses = [], []
     done = 0
     while done < epochs:
         n = min(chunk or epochs, epochs - done)
-        params, (tr, te) = _run_epochs(params, x, y, x_test, y_test, lr, loss, n)
-        tr, te = np.asarray(tr), np.asarray(te)
+        tr, te = run(n)
         train_losses.append(tr)
         test_losses.append(te)
         stop = on_chunk(done + 1, tr, te) if on_chunk is not None else False
         done += n
         if stop:
             break
-    return params, np.concatenate(train_losses), np.concatenate(test_losses)
+    return np.concatenate(train_losses), np.concatenate(test_losses)

@@ -1,4 +1,4 @@
-"""Training: minibatch training with optax, and the notebook's full-batch experiment, both jit-compiled.
+"""Minibatch training with optax, jit-compiled: the compiled epoch and the loop around it.
 
 An epoch is one jitted ``lax.scan`` over batches drawn from a permutation made on the device; the train
 state is donated, the data stays on the device, and metrics come back once per epoch. Data parallelism is
@@ -8,10 +8,10 @@ across it, so one process, one host of several GPUs, or several hosts run the sa
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
-import threading
 import time
 from typing import Any
 
@@ -23,157 +23,31 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mlpnn_jax.losses import DEFAULT_OPTIONS, LOSSES, get_loss
-from mlpnn_jax.model import ACTIVATIONS, INITS, apply, init_params
+from mlpnn_jax.config import ConfigError, TrainConfig
+from mlpnn_jax.losses import get_loss
+from mlpnn_jax.model import apply, init_params
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
-DTYPES = ("float32", "float64")
-PRECISIONS = ("default", "high", "highest")
 NUM_CLASSES = 10
 
 
-class ConfigError(ValueError):
-    """A bad training option; the message is one line naming the option and what was expected."""
+def _same(name):
+    return name
 
 
 class DivergenceError(RuntimeError):
     """The loss became NaN, infinite or exploded at ``epoch``; ``last_good`` is the TrainResult (on the
-    host) of the epoch before, or None."""
+    host) of the epoch before, or None. The advice names the config field to change (``field``);
+    ``describe(name)`` renders it with ``name(field)`` (the CLI passes its flags)."""
 
-    def __init__(self, message, epoch, last_good=None):
+    def __init__(self, message, epoch, last_good=None, field="lr"):
         super().__init__(message)
-        self.epoch, self.last_good = epoch, last_good
+        self.message, self.epoch, self.last_good, self.field = message, epoch, last_good, field
 
+    def describe(self, name=_same):
+        return f"{self.message}: lower {name(self.field)}"
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run. The defaults are the recipe the README explains.
-
-    Attributes:
-        loss: "ce", "kl", "mse", "smooth_ce", "focal" or "hinge".
-        label_smoothing: eps > 0 trains on the soft targets (1 - eps) one_hot + eps / 10 (with "kl",
-            the KL divergence to those); for "smooth_ce" it is that loss's own eps (> 0).
-        focal_gamma, hinge_margin: the options of "focal" and "hinge".
-        optimizer: "sgd", "momentum" (Nesterov), "adam" or "adamw".
-        lr: the peak learning rate.  momentum: for "momentum".  weight_decay: for "adamw".
-        schedule: "constant", "cosine" (warm-up, then cosine decay to 0) or "onecycle".
-        warmup: the fraction of all steps spent warming up (cosine, onecycle, constant).
-        batch_size, epochs: minibatch size and number of epochs (the last partial batch is dropped).
-        hidden: hidden layer sizes; (1000,) is the notebook's 784-1000-10.
-        activation: "tanh" or "relu".  init: "glorot", "lecun" or "notebook".
-        dtype: "float32" or "float64" (needs jax_enable_x64).  compute_dtype: None, or "bfloat16" to
-            compute the forward and backward passes in bfloat16 with float32 master weights.
-        precision: matmul precision: "default" (fastest), "high" or "highest" (true float32 on GPU/TPU).
-        standardize: train on (x - mean) / std, the training set's pixel mean and std (two scalars);
-            the returned params have it folded into W1 and b1, so they take raw pixels like any params.
-        seed: the seed of the init and of every epoch's shuffle.
-        target_accuracy: stop after the first epoch whose test accuracy reaches it.
-        data_dir: a directory of MNIST-format IDX files; None for the bundled MNIST.
-    """
-
-    loss: str = "ce"
-    label_smoothing: float = 0.1
-    focal_gamma: float = DEFAULT_OPTIONS["gamma"]
-    hinge_margin: float = DEFAULT_OPTIONS["margin"]
-    optimizer: str = "momentum"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "onecycle"
-    warmup: float = 0.1
-    batch_size: int = 128
-    epochs: int = 2
-    hidden: tuple[int, ...] = (1000,)
-    activation: str = "tanh"
-    init: str = "glorot"
-    dtype: str = "float32"
-    compute_dtype: str | None = None
-    precision: str = "default"
-    standardize: bool = True
-    seed: int = 0
-    target_accuracy: float | None = None
-    data_dir: str | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        _check(self.loss in LOSSES, "--loss", f"one of {', '.join(LOSSES)}", self.loss)
-        _check(0 <= self.label_smoothing < 1, "--label-smoothing", "in [0, 1)", self.label_smoothing)
-        _check(0 <= self.focal_gamma < math.inf, "--focal-gamma", "a finite number >= 0", self.focal_gamma)
-        _check(
-            0 < self.hinge_margin < math.inf, "--hinge-margin", "a finite positive number", self.hinge_margin
-        )
-        if self.loss == "smooth_ce":
-            _check(
-                self.label_smoothing > 0, "--label-smoothing", "eps > 0 for smooth_ce", self.label_smoothing
-            )
-        _check(
-            self.optimizer in OPTIMIZERS,
-            "--optimizer",
-            f"one of {', '.join(OPTIMIZERS)}",
-            self.optimizer,
-        )
-        _check(math.isfinite(self.lr) and self.lr > 0, "--lr", "a positive number", self.lr)
-        _check(0 <= self.momentum < 1, "--momentum", "in [0, 1)", self.momentum)
-        _check(self.weight_decay >= 0, "--weight-decay", "at least 0", self.weight_decay)
-        _check(
-            self.schedule in SCHEDULES,
-            "--schedule",
-            f"one of {', '.join(SCHEDULES)}",
-            self.schedule,
-        )
-        _check(0 <= self.warmup < 1, "--warmup", "a fraction in [0, 1)", self.warmup)
-        _check(self.batch_size >= 1, "--batch-size", "a positive integer", self.batch_size)
-        _check(self.epochs >= 1, "--epochs", "a positive integer", self.epochs)
-        _check(
-            len(self.hidden) >= 1 and min(self.hidden) >= 1,
-            "--hidden",
-            "one or more positive layer sizes",
-            list(self.hidden),
-        )
-        _check(self.activation in ACTIVATIONS, "--activation", "tanh or relu", self.activation)
-        _check(self.init in INITS, "--init", f"one of {', '.join(INITS)}", self.init)
-        _check(self.dtype in DTYPES, "--dtype", "float32 or float64", self.dtype)
-        _check(
-            self.compute_dtype in (None, "bfloat16"),
-            "--compute-dtype",
-            "bfloat16",
-            self.compute_dtype,
-        )
-        _check(self.precision in PRECISIONS, "--precision", "default, high or highest", self.precision)
-        _check(0 <= self.seed < 2**32, "--seed", "an integer in [0, 2**32)", self.seed)
-        if self.target_accuracy is not None:
-            _check(
-                0 < self.target_accuracy <= 1,
-                "--target-accuracy",
-                "in (0, 1]",
-                self.target_accuracy,
-            )
-
-    def loss_options(self):
-        """The keyword options of this config's loss function."""
-        return {
-            "smooth_ce": {"label_smoothing": self.label_smoothing},
-            "focal": {"gamma": self.focal_gamma},
-            "hinge": {"margin": self.hinge_margin},
-        }.get(self.loss, {})
-
-    def to_json(self):
-        """A JSON-ready dict of the config."""
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
-
-    @classmethod
-    def from_json(cls, d):
-        """The config of ``to_json``'s dict; unknown keys are an error."""
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"config: unknown keys {sorted(unknown)}")
-        return cls(**d)
-
-
-def _check(ok, option, expected, got):
-    if not ok:
-        raise ConfigError(f"{option}: expected {expected}, got {got!r}")
+    def __str__(self):
+        return self.describe()
 
 
 @dataclasses.dataclass
@@ -215,7 +89,9 @@ def input_stats(x_train, standardize=True):
     mean_sq = float(np.einsum("ij,ij->i", x, x).sum(dtype=np.float64)) / n
     std = math.sqrt(max(mean_sq - mean**2, 0.0))
     if not std > 0:
-        raise ConfigError("--standardize: the training inputs are constant; use --no-standardize")
+        raise ConfigError(
+            "standardize", "the training inputs are constant, so they cannot be standardized; turn it off"
+        )
     return mean, std
 
 
@@ -234,28 +110,36 @@ def make_mesh(devices=None):
     return jax.sharding.Mesh(np.array(devices), ("batch",))
 
 
+def _constant_schedule(lr, warm, total, config):
+    if not warm:
+        return lr
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), optax.constant_schedule(lr)], [warm])
+
+
+# schedule name: f(peak lr, warm-up steps, total steps, config) -> an optax schedule (or a constant)
+SCHEDULE_FNS = {
+    "constant": _constant_schedule,
+    "cosine": lambda lr, warm, total, c: optax.warmup_cosine_decay_schedule(
+        0.0, lr, warm, max(total, warm + 1), 0.0
+    ),
+    "onecycle": lambda lr, warm, total, c: optax.cosine_onecycle_schedule(
+        total, lr, pct_start=max(c.warmup, 1e-6)
+    ),
+}
+# optimizer name: f(schedule, config) -> an optax GradientTransformation
+OPTIMIZER_FNS = {
+    "sgd": lambda sched, c: optax.sgd(sched),
+    "momentum": lambda sched, c: optax.sgd(sched, momentum=c.momentum, nesterov=True),
+    "adam": lambda sched, c: optax.adam(sched),
+    "adamw": lambda sched, c: optax.adamw(sched, weight_decay=c.weight_decay),
+}
+
+
 def make_optimizer(config, steps_per_epoch):
     """The optax optimizer for ``config``, its schedule counting ``steps_per_epoch`` steps an epoch."""
     total = config.epochs * steps_per_epoch
-    warm = int(config.warmup * total)
-    lr = config.lr
-    if config.schedule == "cosine":
-        sched = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(total, warm + 1), 0.0)
-    elif config.schedule == "onecycle":
-        sched = optax.cosine_onecycle_schedule(total, lr, pct_start=max(config.warmup, 1e-6))
-    elif warm:
-        sched = optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, warm), optax.constant_schedule(lr)], [warm]
-        )
-    else:
-        sched = lr
-    if config.optimizer == "sgd":
-        return optax.sgd(sched)
-    if config.optimizer == "momentum":
-        return optax.sgd(sched, momentum=config.momentum, nesterov=True)
-    if config.optimizer == "adam":
-        return optax.adam(sched)
-    return optax.adamw(sched, weight_decay=config.weight_decay)
+    sched = SCHEDULE_FNS[config.schedule](config.lr, int(config.warmup * total), total, config)
+    return OPTIMIZER_FNS[config.optimizer](sched, config)
 
 
 def _batch_loss_fn(config):
@@ -290,15 +174,15 @@ class Trainer:
         self.mesh = make_mesh() if mesh is None else mesh
         n_dev = self.mesh.devices.size
         if n_test == 0:
-            raise ConfigError("--data-dir: the test set is empty; accuracy needs at least one test image")
+            raise ConfigError("data_dir", "the test set is empty; accuracy needs at least one test image")
         if config.batch_size > n_train:
             raise ConfigError(
-                f"--batch-size: expected at most the {n_train} training samples, got {config.batch_size}"
+                "batch_size", f"expected at most the {n_train} training samples, got {config.batch_size}"
             )
         if config.batch_size % n_dev:
             raise ConfigError(
-                f"--batch-size: expected a multiple of the {n_dev} devices that share each batch,"
-                f" got {config.batch_size}"
+                "batch_size",
+                f"expected a multiple of the {n_dev} devices that share each batch, got {config.batch_size}",
             )
         self.steps_per_epoch = n_train // config.batch_size
         self.optimizer = make_optimizer(config, self.steps_per_epoch)
@@ -317,6 +201,14 @@ class Trainer:
     def place(self, tree):
         """``tree`` replicated on every device of the mesh (each process passes the full value)."""
         return jax.tree.map(lambda a: _global_array(np.asarray(a), self.replicated), tree)
+
+    def place_data(self, data, stats):
+        """The data set and its (mean, std) on the mesh, in the config's dtype: ``epoch``'s ``data``."""
+        x_train, y_train, x_test, y_test = data
+        dtype = np.dtype(self.config.dtype)
+        host = (np.asarray(x_train, dtype), np.asarray(y_train, np.int32))
+        host += (np.asarray(x_test, dtype), np.asarray(y_test, np.int32))
+        return self.place((*host, (np.asarray(stats[0], dtype), np.asarray(stats[1], dtype))))
 
     def _epoch_impl(self, state, epoch, x, y, x_test, y_test, stats):
         """One epoch: state, epoch (), x (n, D), y (n,), x_test (m, D), y_test (m,), (mean, std) ->
@@ -358,28 +250,6 @@ class Trainer:
             return self._epoch(state, np.int32(epoch), *data)
 
 
-class Background:
-    """Runs ``fn(*args, **kwargs)`` in a thread; ``result()`` waits for it and re-raises its error."""
-
-    def __init__(self, fn, *args, **kwargs):
-        self._result = self._error = None
-
-        def run():
-            try:
-                self._result = fn(*args, **kwargs)
-            except BaseException as e:  # handed to the caller's thread by result()
-                self._error = e
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-
 def _global_array(a, sharding):
     """A global jax.Array from this process's copy of a replicated value (works across hosts)."""
     if jax.process_count() == 1:
@@ -407,23 +277,31 @@ def load_resume(path, config):
     }
 
 
-def _divergence_limit(config):
+# loss name: f(config) -> the loss of a uniform guess (zero logits) for a one-hot target, K classes
+_UNIFORM_LOSS = {
+    "ce": lambda c: math.log(NUM_CLASSES),
+    "kl": lambda c: math.log(NUM_CLASSES),
+    "smooth_ce": lambda c: math.log(NUM_CLASSES),  # uniform p: the same against any target distribution
+    "mse": lambda c: (NUM_CLASSES - 1) / NUM_CLASSES,  # (1 - 1/K)^2 + (K - 1) / K^2
+    "focal": lambda c: (1 - 1 / NUM_CLASSES) ** c.focal_gamma * math.log(NUM_CLASSES),
+    "hinge": lambda c: (NUM_CLASSES - 1) * c.hinge_margin,  # every other class within the margin
+}
+
+
+def divergence_limit(config):
     """The training loss that counts as divergence: 100 times the loss of a uniform guess.
 
     A tanh net's loss stays finite however far it diverges, so NaN alone would miss it; no trained or
-    fresh net comes near 100 x log 10 = 230 (CE). Computed with the numpy reference: no compile.
+    fresh net comes near 100 x log 10 = 230 (CE). Closed forms: no compile, no numpy reference needed.
     """
-    import reference
-
-    zeros = np.zeros((1, NUM_CLASSES))
-    uniform = reference.LOSSES[config.loss](zeros, np.eye(NUM_CLASSES)[:1], **config.loss_options())[0]
-    return 100 * float(uniform[0]) if uniform[0] > 0 else math.inf
+    uniform = _UNIFORM_LOSS[config.loss](config)
+    return 100 * uniform if uniform > 0 else math.inf
 
 
 def _check_dtype(config):
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError(
-            "--dtype: float64 needs 64-bit JAX; call jax.config.update('jax_enable_x64', True) first"
+            "dtype", "float64 needs 64-bit JAX; call jax.config.update('jax_enable_x64', True) first"
         )
 
 
@@ -433,111 +311,121 @@ def initial_params(config, input_dim):
     return init_params(config.seed, sizes, config.init, jnp.dtype(config.dtype))
 
 
-def train(config, data=None, *, mesh=None, resume=None, on_epoch=None):
-    """Trains an MLP on MNIST (or ``data``) as ``config`` says.
+def load_data(config, resume_from=None):
+    """Loads ``config``'s data set in a thread while the initial params compile (start-up overlaps).
 
     Args:
-        config: a TrainConfig.
-        data: (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,)) numpy arrays, a Background
-            loading them, or None to load ``config.data_dir`` (the bundled MNIST by default).
-        mesh: the ("batch",) device mesh; default all devices.
-        resume: a dict with the ``train_params``, ``opt_state``, ``input_stats`` and ``history`` of an
-            earlier run of the same config (see ``checkpoint.load``), to continue from its last epoch.
-        on_epoch: ``on_epoch(record, result)`` after every epoch, with that epoch's metrics dict and a
-            TrainResult of the state so far, copied to the host (the device buffers are donated to the
-            next epoch); returning True stops training (on every process, if any one returns True).
+        config: a TrainConfig (its data_dir and dtype).
+        resume_from: a checkpoint path to continue from instead (it loads while the data set does).
     Returns:
-        A TrainResult. Raises DivergenceError (with ``last_good``, the host TrainResult of the last
-        good epoch, or None) when a loss becomes NaN or infinite, or explodes.
+        (data (x_train, y_train, x_test, y_test), params or None, resume dict or None), ready for
+        ``train(config, data, params=params, resume=resume)``. params is None when resuming, or when
+        the image size cannot be read ahead of the data set (``train`` then makes them).
     """
     from mlpnn_jax.data import image_size, load_mnist
 
     _check_dtype(config)
-    t_start = time.perf_counter()
-    params = None
-    if data is None:  # load in the background while the init compiles: the two overlap
-        data = Background(load_mnist, config.data_dir, dtype=config.dtype)
-    if isinstance(data, Background) and resume is None and (dim := image_size(config.data_dir)):
-        params = initial_params(config, dim)
-    if isinstance(data, Background):
-        data = data.result()
-    x_train, y_train, x_test, y_test = data
+    params = resume = None
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load_mnist") as pool:
+        loading = pool.submit(load_mnist, config.data_dir, dtype=config.dtype)
+        if resume_from is not None:
+            resume = load_resume(resume_from, config)
+        elif dim := image_size(config.data_dir):
+            params = initial_params(config, dim)
+        return loading.result(), params, resume
+
+
+def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, started=None):
+    """Trains an MLP on ``data`` as ``config`` says.
+
+    Args:
+        config: a TrainConfig.
+        data: (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,)) arrays, e.g. ``load_mnist()``
+            (``load_data`` loads them while the initial params compile).
+        params: the initial params (default: ``initial_params(config, D)``); ignored when resuming.
+        mesh: the ("batch",) device mesh; default all devices.
+        resume: a dict with the ``train_params``, ``opt_state``, ``input_stats`` and ``history`` of an
+            earlier run of the same config (see ``load_resume``), to continue from its last epoch.
+        on_epoch: ``on_epoch(record, result)`` after every epoch, with that epoch's metrics dict and a
+            TrainResult of the state so far, copied to the host (the device buffers are donated to the
+            next epoch); returning True stops training (on every process, if any one returns True).
+        started: the ``time.perf_counter()`` the records' ``elapsed`` counts from (default: this call),
+            e.g. taken before ``load_data``, so that it includes loading.
+    Returns:
+        A TrainResult. Raises DivergenceError (with ``last_good``, the host TrainResult of the last
+        good epoch, or None) when a loss becomes NaN or infinite, or explodes.
+    """
+    _check_dtype(config)
+    clock = {"start": time.perf_counter() if started is None else started}
+    x_train, _, x_test, _ = data
     trainer = Trainer(config, x_train.shape[0], mesh, n_test=x_test.shape[0])
-    if resume is None:
-        stats = input_stats(x_train, config.standardize)
-        if params is None or params["W1"].shape[0] != x_train.shape[1]:
-            params = initial_params(config, x_train.shape[1])
-        params, opt_state = trainer.init_state(params)
-        history = []
-    else:
-        stats = tuple(resume["input_stats"])
-        params, opt_state = trainer.place(resume["train_params"]), trainer.place(resume["opt_state"])
-        history = list(resume["history"])
-    dtype = np.dtype(config.dtype)
-    dev_data = trainer.place(
-        (
-            np.asarray(x_train, dtype),
-            np.asarray(y_train, np.int32),
-            np.asarray(x_test, dtype),
-            np.asarray(y_test, np.int32),
-            (np.asarray(stats[0], dtype), np.asarray(stats[1], dtype)),
-        )
-    )
-
-    def result(state):  # its own copy of the history: a result kept from epoch 1 stays at epoch 1
-        return TrainResult(state[0], state[1], stats, list(history), config)
-
-    state = (params, opt_state)
+    state, stats, history = _start(trainer, x_train, params, resume)
+    dev_data = trainer.place_data(data, stats)
     last_good = None
-    limit = _divergence_limit(config)
-    t_last = time.perf_counter()
+    clock["last"] = time.perf_counter()
     for epoch in range(len(history) + 1, config.epochs + 1):
         new_state, metrics = trainer.epoch(state, epoch, dev_data)
-        train_loss, test_loss = float(metrics[0]), float(metrics[1])
-        test_acc = int(metrics[2]) / x_test.shape[0]
-        now = time.perf_counter()
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "seconds": now - t_last,
-            "elapsed": now - t_start,
-        }
-        t_last = now
-        finite = math.isfinite(train_loss) and math.isfinite(test_loss)
-        if not finite or train_loss > limit:
-            what = "became non-finite" if not finite else f"exploded past {limit:.4g}"
-            raise DivergenceError(
-                f"epoch {epoch}: the loss {what} (train {train_loss:.4g}, test {test_loss:.4g});"
-                f" the learning rate {config.lr:g} is probably too high for {config.optimizer}"
-                f" with a {config.schedule} schedule: lower --lr",
-                epoch,
-                last_good,
-            )
+        record = _record(epoch, metrics, x_test.shape[0], clock)
+        _check_divergence(config, record, last_good)
         state = new_state
         history.append(record)
-        last_good = result(jax.device_get(state))
+        last_good = TrainResult(*jax.device_get(state), stats, list(history), config)
         stop = bool(on_epoch(record, last_good)) if on_epoch is not None else False
-        if jax.process_count() > 1:  # stop together: a process left in the next all-reduce would hang
-            stop = bool(multihost_utils.process_allgather(np.array(stop)).any())
-        if stop or (config.target_accuracy is not None and test_acc >= config.target_accuracy):
+        if _stop_together(stop) or _reached(config, record):
             break
-    return result(state)
+    # its own copy of the history: a result kept from epoch 1 stays at epoch 1
+    return TrainResult(*state, stats, list(history), config)
 
 
-def predict(params, x, activation="tanh", precision="default"):
-    """The predicted classes (m,) of x (m, D) under ``params`` (for raw inputs), as numpy."""
-    with jax.default_matmul_precision(precision):
-        return np.asarray(_predict(params, x, activation))
+def _start(trainer, x_train, params, resume):
+    """(state on the mesh, input stats, history) of a fresh run or of ``resume``."""
+    config = trainer.config
+    if resume is not None:
+        state = trainer.place(resume["train_params"]), trainer.place(resume["opt_state"])
+        return state, tuple(resume["input_stats"]), list(resume["history"])
+    stats = input_stats(x_train, config.standardize)
+    if params is None or params["W1"].shape[0] != x_train.shape[1]:
+        params = initial_params(config, x_train.shape[1])
+    return trainer.init_state(params), stats, []
 
 
-@functools.partial(jax.jit, static_argnames=("activation",))
-def _predict(params, x, activation):
-    return jnp.argmax(apply(params, x, activation), axis=-1)
+def _record(epoch, metrics, n_test, clock):
+    """The metrics dict of one epoch, from its device scalars (train loss, test loss, correct)."""
+    now = time.perf_counter()
+    record = {
+        "epoch": epoch,
+        "train_loss": float(metrics[0]),
+        "test_loss": float(metrics[1]),
+        "test_accuracy": int(metrics[2]) / n_test,
+        "seconds": now - clock["last"],
+        "elapsed": now - clock["start"],
+    }
+    clock["last"] = now
+    return record
 
 
-def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
-    """Counts (K, K) of true class (rows) against predicted class (columns), like scikit-learn's."""
-    labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
+def _check_divergence(config, record, last_good):
+    """Raises DivergenceError if this epoch's loss is NaN, infinite or past the divergence limit."""
+    train_loss, test_loss, limit = record["train_loss"], record["test_loss"], divergence_limit(config)
+    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+    if finite and train_loss <= limit:
+        return
+    what = "became non-finite" if not finite else f"exploded past {limit:.4g}"
+    raise DivergenceError(
+        f"epoch {record['epoch']}: the loss {what} (train {train_loss:.4g}, test {test_loss:.4g});"
+        f" the learning rate {config.lr:g} is probably too high for {config.optimizer}"
+        f" with a {config.schedule} schedule",
+        record["epoch"],
+        last_good,
+    )
+
+
+def _stop_together(stop):
+    """True on every process if any process asks to stop: one left in the next all-reduce would hang."""
+    if jax.process_count() > 1:
+        return bool(multihost_utils.process_allgather(np.array(stop)).any())
+    return stop
+
+
+def _reached(config, record):
+    return config.target_accuracy is not None and record["test_accuracy"] >= config.target_accuracy

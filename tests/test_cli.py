@@ -247,3 +247,32 @@ def test_float32_default_path_and_an_exact_target_hit(tmp_path, small_mnist):
     assert float(np.float32(correct / 250)) != correct / 250 or correct % 125 == 0
     again = train(tmp_path / "b", "--epochs", "3", "--target-accuracy", repr(correct / 250))
     assert len(again) == 1 and again[0]["test_accuracy"] == first
+
+
+def test_every_config_field_is_a_flag_and_reaches_the_config(capsys):
+    """The train flags are generated from TrainConfig: each field has one, with its default in --help."""
+    import dataclasses
+
+    from mlpnn_jax import TrainConfig
+    from mlpnn_jax.cli import build_parser, flag
+    from mlpnn_jax.options import given_options
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    fields = dataclasses.fields(TrainConfig)
+    assert all(flag(f.name) in help_text for f in fields)
+    assert flag("standardize") == "--no-standardize" and flag("batch_size") == "--batch-size"
+    args = build_parser().parse_args(["train", "--lr", "0.3", "--hidden", "7", "5", "--no-standardize"])
+    assert given_options(args) == {"lr": 0.3, "hidden": [7, 5], "standardize": False}
+    assert TrainConfig(**given_options(args)).hidden == (7, 5)
+
+
+@pytest.mark.parametrize("command", ["train", "reproduce", "evaluate", "gradcheck"])
+def test_help_describes_the_command(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: mlpnn-jax {command}")
+    assert "Exit codes" not in out  # not the module's docstring

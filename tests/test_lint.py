@@ -1,5 +1,6 @@
 """The code is ruff-clean: lint and format, with the configuration in pyproject.toml."""
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,3 +17,42 @@ def test_ruff(command):
         pytest.skip("ruff is not installed (pip install -e '.[test]' brings it)")
     proc = subprocess.run([ruff, *command, "."], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 50
+# Being rewritten into a package elsewhere; the only exemption.
+SIZE_EXEMPT = {"mlpnn_jax/gradcheck.py"}
+
+
+def oversized(root=ROOT, packages=("mlpnn_jax", "reference")):
+    """'path: N lines' for every module over the limit, 'path:line name: N lines' for every function."""
+    found = []
+    for path in sorted(p for pkg in packages for p in (root / pkg).rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in SIZE_EXEMPT:
+            continue
+        source = path.read_text()
+        if (n := len(source.splitlines())) > MAX_MODULE_LINES:
+            found.append(f"{name}: {n} lines (at most {MAX_MODULE_LINES})")
+        functions = [f for f in ast.walk(ast.parse(source)) if isinstance(f, ast.FunctionDef)]
+        for f in functions:
+            if (n := f.end_lineno - f.lineno + 1) > MAX_FUNCTION_LINES:
+                found.append(f"{name}:{f.lineno} {f.name}: {n} lines (at most {MAX_FUNCTION_LINES})")
+    return found
+
+
+def test_no_module_or_function_is_too_long():
+    found = oversized()
+    assert not found, "split these:\n" + "\n".join(found)
+
+
+def test_the_size_check_finds_a_long_module_and_function(tmp_path):
+    pkg = tmp_path / "mlpnn_jax"
+    pkg.mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (pkg / "long.py").write_text("def f():\n" + body + "\n" * MAX_MODULE_LINES)
+    (pkg / "gradcheck.py").write_text("\n" * (MAX_MODULE_LINES + 1))
+    assert oversized(tmp_path, ("mlpnn_jax",)) == [
+        f"mlpnn_jax/long.py: {1 + MAX_FUNCTION_LINES + MAX_MODULE_LINES} lines (at most 500)",
+        f"mlpnn_jax/long.py:1 f: {MAX_FUNCTION_LINES + 1} lines (at most 50)",
+    ]

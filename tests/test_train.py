@@ -1,6 +1,9 @@
 """Minibatch training: determinism, resume, divergence, options, losses, dtypes and data parallelism."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +13,8 @@ import pytest
 from mlpnn_jax import ConfigError, DivergenceError, TrainConfig, apply, train
 from mlpnn_jax import checkpoint as ckpt
 from mlpnn_jax.losses import LOSSES
-from mlpnn_jax.trainer import confusion_matrix, input_stats, load_resume, make_mesh
+from mlpnn_jax.metrics import confusion_matrix
+from mlpnn_jax.trainer import input_stats, load_resume, make_mesh
 
 SMALL = {"hidden": (32,), "batch_size": 64, "epochs": 2}
 
@@ -57,7 +61,7 @@ def test_resume_equals_an_uninterrupted_run(small_mnist, tmp_path, optimizer):
 
 def test_divergence_names_the_epoch(small_mnist):
     with pytest.raises(
-        DivergenceError, match=r"epoch 1: the loss (became non-finite|exploded past 230.3).*lower --lr"
+        DivergenceError, match=r"epoch 1: the loss (became non-finite|exploded past 230.3).*lower lr"
     ) as e:
         train(small(lr=1e4, optimizer="sgd", schedule="constant", warmup=0.0), small_mnist)
     assert e.value.epoch == 1
@@ -66,18 +70,18 @@ def test_divergence_names_the_epoch(small_mnist):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("loss", "l2", "--loss: expected one of"),
-        ("lr", -0.1, "--lr: expected a positive number, got -0.1"),
-        ("lr", float("nan"), "--lr: expected a positive number"),
-        ("hidden", (0,), "--hidden: expected one or more positive layer sizes, got [0]"),
-        ("hidden", (), "--hidden"),
-        ("epochs", 0, "--epochs"),
-        ("batch_size", 0, "--batch-size"),
-        ("optimizer", "rmsprop", "--optimizer"),
-        ("schedule", "step", "--schedule"),
-        ("label_smoothing", 1.0, "--label-smoothing"),
-        ("target_accuracy", 1.5, "--target-accuracy"),
-        ("dtype", "float16", "--dtype"),
+        ("loss", "l2", "loss: expected one of"),
+        ("lr", -0.1, "lr: expected a positive number, got -0.1"),
+        ("lr", float("nan"), "lr: expected a positive number"),
+        ("hidden", (0,), "hidden: expected one or more positive layer sizes, got [0]"),
+        ("hidden", (), "hidden"),
+        ("epochs", 0, "epochs"),
+        ("batch_size", 0, "batch_size"),
+        ("optimizer", "rmsprop", "optimizer"),
+        ("schedule", "step", "schedule"),
+        ("label_smoothing", 1.0, "label_smoothing"),
+        ("target_accuracy", 1.5, "target_accuracy"),
+        ("dtype", "float16", "dtype"),
     ],
 )
 def test_bad_options_are_one_line_config_errors(option, value, message):
@@ -87,14 +91,14 @@ def test_bad_options_are_one_line_config_errors(option, value, message):
 
 
 def test_batch_larger_than_data_and_device_count(small_mnist):
-    with pytest.raises(ConfigError, match="--batch-size: expected at most the 1024 training samples"):
+    with pytest.raises(ConfigError, match="batch_size: expected at most the 1024 training samples"):
         train(small(batch_size=2048), small_mnist)
     with pytest.raises(ConfigError, match="multiple of the 4 devices"):
         train(small(batch_size=66), small_mnist)
 
 
 def test_float64_needs_x64(small_mnist):
-    with jax.enable_x64(False), pytest.raises(ConfigError, match="--dtype: float64 needs 64-bit JAX"):
+    with jax.enable_x64(False), pytest.raises(ConfigError, match="dtype: float64 needs 64-bit JAX"):
         train(small(dtype="float64"), small_mnist)
 
 
@@ -210,3 +214,28 @@ def test_init_schemes_draw_their_variance(scheme, variance):
         )  # truncated at 2 std
         assert not np.asarray(params[f"b{i}"]).any()
     assert not np.array_equal(params["W1"], init_params(1, (784, 1000, 10), scheme, jnp.float64)["W1"])
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_divergence_limit_is_100_uniform_guesses(loss):
+    """The closed forms of the divergence limit equal 100 x the loss itself at zero logits (one-hot)."""
+    from mlpnn_jax.losses import get_loss
+    from mlpnn_jax.trainer import divergence_limit
+
+    config = TrainConfig(loss=loss, focal_gamma=1.5, hinge_margin=0.7)
+    uniform = get_loss(loss, **config.loss_options())(jnp.zeros((1, 10)), jnp.array([3]))[0]
+    assert divergence_limit(config) == pytest.approx(100 * float(uniform), rel=1e-12)
+
+
+def test_training_does_not_import_the_reference():
+    """The numpy reference is the spec, not a dependency of training."""
+    code = (
+        "import sys, numpy as np, mlpnn_jax as mj\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, y = rng.random((64, 12), np.float32), rng.integers(0, 10, 64)\n"
+        "mj.train(mj.TrainConfig(hidden=(4,), batch_size=16, epochs=1), (x, y, x[:16], y[:16]))\n"
+        "assert 'reference' not in sys.modules, 'reference imported'\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,205 @@
+"""The training configuration: one frozen dataclass whose fields declare their own help, choices and check.
+
+Each field is declared once, with ``option(...)``: its default, a help line, its choices or a check and
+the words that say what it expects. ``TrainConfig`` validates every field from that table, the CLI
+generates its ``train`` flags from it, and ``to_json`` saves it, so a new option is one declaration here.
+Errors name the field (``lr``), not a command-line flag: the CLI translates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import typing
+
+from mlpnn_jax.losses import DEFAULT_OPTIONS, LOSSES
+from mlpnn_jax.model import ACTIVATIONS, INITS
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DTYPES = ("float32", "float64")
+PRECISIONS = ("default", "high", "highest")
+
+
+def _same(name):
+    return name
+
+
+class ConfigError(ValueError):
+    """A bad training option: one line naming the config field (``field``) and what was expected.
+
+    ``describe(name)`` renders the message with ``name(field)`` for the field (the CLI passes its flags).
+    """
+
+    def __init__(self, field, text):
+        super().__init__(field, text)
+        self.field, self.text = field, text
+
+    def describe(self, name=_same):
+        return f"{name(self.field)}: {self.text}"
+
+    def __str__(self):
+        return self.describe()
+
+
+def option(default, help, *, choices=None, check=None, expected=None, directory=False):
+    """A config field that carries its own help, choices and check.
+
+    Args:
+        default: the default value (None: the field is optional and None is always accepted).
+        help: one line for ``--help``.
+        choices: the accepted values; the check and the expected-text follow from them.
+        check: ``check(value) -> bool`` for other fields; ``expected`` says what it accepts.
+        directory: the value names a directory (the CLI checks it exists and makes it absolute).
+    """
+    if choices is not None:
+        check = functools.partial(_member, tuple(choices))
+        expected = f"one of {', '.join(choices)}"
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "check": check,
+        "expected": expected,
+        "directory": directory,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _member(choices, value):
+    return value in choices
+
+
+def _in(low, high, closed_low=True, closed_high=False):
+    """A check that a number lies between low and high (each end open or closed)."""
+
+    def check(v):
+        return (low <= v if closed_low else low < v) and (v <= high if closed_high else v < high)
+
+    return check
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. The defaults are the recipe the README explains.
+
+    Every field's help, choices and check are in its ``option(...)``; see ``--help`` of ``mlpnn-jax
+    train``. label_smoothing > 0 trains on the soft targets (1 - eps) one_hot + eps / 10 (with "kl", the KL
+    to those; for "smooth_ce" it is that loss's own eps). standardize trains on (x - mean) / std of the
+    training pixels, and the returned params have it folded into W1 and b1, so they take raw pixels.
+    """
+
+    loss: str = option("ce", "per-example loss", choices=tuple(LOSSES))
+    label_smoothing: float = option(
+        0.1,
+        "train on smoothed soft targets (with kl: KL to them)",
+        check=_in(0, 1),
+        expected="in [0, 1)",
+    )
+    focal_gamma: float = option(
+        DEFAULT_OPTIONS["gamma"], "focal loss gamma", check=_in(0, math.inf), expected="a finite number >= 0"
+    )
+    hinge_margin: float = option(
+        DEFAULT_OPTIONS["margin"],
+        "hinge loss margin",
+        check=_in(0, math.inf, closed_low=False),
+        expected="a finite positive number",
+    )
+    optimizer: str = option("momentum", "optimizer (momentum: Nesterov)", choices=OPTIMIZERS)
+    lr: float = option(
+        0.1,
+        "peak learning rate",
+        check=lambda v: math.isfinite(v) and v > 0,
+        expected="a positive number",
+    )
+    momentum: float = option(0.9, "momentum coefficient", check=_in(0, 1), expected="in [0, 1)")
+    weight_decay: float = option(1e-4, "adamw weight decay", check=lambda v: v >= 0, expected="at least 0")
+    schedule: str = option("onecycle", "learning-rate schedule", choices=SCHEDULES)
+    warmup: float = option(
+        0.1, "fraction of the steps spent warming up", check=_in(0, 1), expected="a fraction in [0, 1)"
+    )
+    batch_size: int = option(128, "minibatch size", check=lambda v: v >= 1, expected="a positive integer")
+    epochs: int = option(2, "number of epochs", check=lambda v: v >= 1, expected="a positive integer")
+    hidden: tuple[int, ...] = option(
+        (1000,),
+        "hidden sizes; several: deeper",
+        check=lambda v: len(v) >= 1 and min(v) >= 1,
+        expected="one or more positive layer sizes",
+    )
+    activation: str = option("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    init: str = option("glorot", "initial weights", choices=INITS)
+    dtype: str = option("float32", "params and data dtype", choices=DTYPES)
+    compute_dtype: str | None = option(
+        None, "bfloat16: bf16 compute with float32 master weights", choices=("bfloat16",)
+    )
+    precision: str = option(
+        "default", "matmul precision (highest: true float32 on GPU/TPU)", choices=PRECISIONS
+    )
+    standardize: bool = option(True, "train on standardized pixels (off: raw pixels)")
+    seed: int = option(0, "random seed", check=_in(0, 2**32), expected="an integer in [0, 2**32)")
+    target_accuracy: float | None = option(
+        None,
+        "stop when test accuracy first reaches this",
+        check=_in(0, 1, closed_low=False, closed_high=True),
+        expected="in (0, 1]",
+    )
+    data_dir: str | None = option(
+        None, "a directory of MNIST-format IDX files (default: the bundled MNIST)", directory=True
+    )
+
+    def __post_init__(self):
+        with contextlib.suppress(TypeError, ValueError):  # a bad value is reported by the check below
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for f in dataclasses.fields(self):
+            _check_field(f, getattr(self, f.name))
+        for field, rule, expected in RULES:
+            if not rule(self):
+                raise ConfigError(field, f"expected {expected}, got {getattr(self, field)!r}")
+
+    def loss_options(self):
+        """The keyword options of this config's loss function."""
+        return {
+            "smooth_ce": {"label_smoothing": self.label_smoothing},
+            "focal": {"gamma": self.focal_gamma},
+            "hinge": {"margin": self.hinge_margin},
+        }.get(self.loss, {})
+
+    def to_json(self):
+        """A JSON-ready dict of the config."""
+        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_json(cls, d):
+        """The config of ``to_json``'s dict; unknown keys are an error."""
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError("config", f"unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+# Checks that involve several fields: (the field blamed, rule(config) -> bool, what is expected).
+RULES = [
+    ("label_smoothing", lambda c: c.loss != "smooth_ce" or c.label_smoothing > 0, "eps > 0 for smooth_ce"),
+]
+
+
+def _check_field(f, value):
+    """Raises ConfigError unless ``value`` passes field ``f``'s check (None passes an optional field)."""
+    check = f.metadata.get("check")
+    if check is None or (value is None and f.default is None):
+        return
+    try:
+        ok = bool(check(value))
+    except (TypeError, ValueError):  # a value of the wrong type: not what was expected either
+        ok = False
+    if not ok:
+        got = list(value) if isinstance(value, tuple) else value
+        raise ConfigError(f.name, f"expected {f.metadata['expected']}, got {got!r}")
+
+
+def field_type(name):
+    """The scalar type of field ``name`` (int for ``tuple[int, ...]``, str for ``str | None``)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+    return args[0] if args else hint

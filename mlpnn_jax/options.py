@@ -1,0 +1,155 @@
+"""The command line's flags: generated from TrainConfig's fields for train, declared for the others."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+PLATFORM_OPTIONS = ("platform", "deterministic", "coordinator", "num_processes", "process_id", "distributed")
+
+
+class UsageError(Exception):
+    """A user's mistake: printed as one line, exit code 2."""
+
+
+def flag(field):
+    """The flag of a TrainConfig field: ``lr`` -> ``--lr``, ``standardize`` -> ``--no-standardize``."""
+    from mlpnn_jax.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if field not in fields:
+        return field  # not an option (e.g. "config")
+    name = field.replace("_", "-")
+    return f"--no-{name}" if fields[field].default is True else f"--{name}"
+
+
+def add_config_options(p):
+    """One flag per TrainConfig field, generated from its declaration (type, choices, default, help).
+
+    Every flag defaults to None, "not given", so that the config's own defaults apply and --resume can
+    tell which options were given.
+    """
+    from mlpnn_jax.config import TrainConfig, field_type
+
+    for f in dataclasses.fields(TrainConfig):
+        meta, typ = f.metadata, field_type(f.name)
+        default = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_ = f"{meta['help']} ({default})"
+        if typ is bool:
+            action = "store_false" if f.default else "store_true"
+            p.add_argument(flag(f.name), dest=f.name, action=action, default=None, help=help_)
+            continue
+        choices = meta["choices"]  # shown, and checked by the config: its one-line error names the option
+        metavar = "{" + ",".join(choices) + "}" if choices else None
+        nargs = "+" if isinstance(f.default, tuple) else None
+        p.add_argument(flag(f.name), type=typ, nargs=nargs, metavar=metavar, default=None, help=help_)
+
+
+def given_options(args):
+    """The TrainConfig fields given on the command line; directories checked and made absolute."""
+    from mlpnn_jax.config import TrainConfig
+
+    given = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name)
+        if value is not None and f.metadata["directory"]:
+            if not Path(value).is_dir():
+                raise UsageError(f"{flag(f.name)}: {value} is not a directory")
+            value = str(Path(value).resolve())  # so evaluate and resume work from anywhere
+        if value is not None:
+            given[f.name] = value
+    return given
+
+
+# reproduce option: (its check, what it expects)
+REPRODUCE_CHECKS = {
+    "epochs": (lambda v: v >= 1, "a positive integer"),
+    "print_every": (lambda v: v >= 0, "0 (never) or a positive integer"),
+    "hidden": (lambda v: v >= 1, "a positive number of hidden units"),
+}
+
+
+def check_reproduce_options(args):
+    """Raises UsageError for a reproduce option that cannot work."""
+    if args.engine == "numpy" and args.dtype != "float64":
+        raise UsageError("--dtype: the numpy engine runs the notebook in float64 only")
+    for name, (check, expected) in REPRODUCE_CHECKS.items():
+        if not check(getattr(args, name)):
+            raise UsageError(f"--{name.replace('_', '-')}: expected {expected}, got {getattr(args, name)}")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir: {args.data_dir} is not a directory")
+
+
+def platform_options(args):
+    """The set-up options of ``devices.setup_jax`` that the command line gave (its platform flags)."""
+    return {k: getattr(args, k) for k in PLATFORM_OPTIONS if hasattr(args, k)}
+
+
+def add_platform_options(p, multihost=False):
+    p.add_argument("--platform", choices=["cpu", "gpu", "tpu"], help="default: what JAX finds")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="GPU: deterministic XLA ops (--xla_gpu_deterministic_ops): bit-identical reruns, slower",
+    )
+    if multihost:
+        p.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
+        p.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+        p.add_argument("--process-id", type=int, help="multi-host: this process's index")
+        p.add_argument(
+            "--distributed", action="store_true", help="multi-host with the cluster's auto-detection"
+        )
+
+
+def add_train_parser(sub, func):
+    p = sub.add_parser(
+        "train",
+        help="minibatch training with optax",
+        description="Minibatch training of an MLP on MNIST, into a run directory (see --out).",
+    )
+    add_config_options(p)
+    p.add_argument("--out", help="run directory (default runs/train-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out if there is one")
+    add_platform_options(p, multihost=True)
+    p.set_defaults(func=func)
+
+
+def add_reproduce_parser(sub, func):
+    p = sub.add_parser(
+        "reproduce",
+        help="the notebook's full-batch experiment",
+        description="The notebook's experiment: its initial weights, full-batch gradient descent with lr 0.1,"
+        " its printed lines, then the confusion matrix and the accuracy; writes the loss curves.",
+    )
+    p.add_argument("--loss", choices=["ce", "kl", "both"], default="both")
+    p.add_argument("--epochs", type=int, default=2000)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--engine", choices=["jax", "numpy"], default="jax")
+    p.add_argument(
+        "--precision",
+        choices=["default", "high", "highest"],
+        default="highest",
+        help="JAX matmul precision (highest: no TF32/bf16 passes on GPU/TPU)",
+    )
+    p.add_argument("--print-every", type=int, default=200)
+    p.add_argument("--hidden", type=int, default=1000, help="hidden units (the notebook: 1000)")
+    p.add_argument("--data-dir", help="a directory of MNIST-format IDX files (default: the bundled MNIST)")
+    p.add_argument("--out", help="output directory (default runs/reproduce-TIMESTAMP)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the reproduction in --out if there is one"
+    )
+    add_platform_options(p)
+    p.set_defaults(func=func)
+
+
+def add_evaluate_parser(sub, func):
+    p = sub.add_parser(
+        "evaluate",
+        help="confusion matrix and accuracy of a trained run",
+        description="Reloads a train run's checkpoint and prints its confusion matrix and test accuracy.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split")
+    add_platform_options(p)
+    p.set_defaults(func=func)
