@@ -115,18 +115,21 @@ def load(path, opt_state_template=None, parse_config=None):
     widths = _check_params(path, params)
     if parse_config is not None:
         _check_fits_config(path, params, widths, _parse(path, meta["config"], parse_config))
-    opt_state = None
-    if opt_state_template is not None:
-        leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("opt_state/"))]
-        template, treedef = jax.tree.flatten(opt_state_template)
-        if len(leaves) != len(template) or any(
-            np.shape(a) != np.shape(b) for a, b in zip(leaves, template, strict=True)
-        ):
-            raise CheckpointError(f"{path}: its optimizer state does not fit the config's optimizer")
-        for i, leaf in enumerate(leaves):
-            _check_finite(path, f"opt_state/{i:04d}", leaf)
-        opt_state = jax.tree.unflatten(treedef, leaves)
+    opt_state = None if opt_state_template is None else _opt_state(path, arrays, opt_state_template)
     return params, opt_state, meta
+
+
+def _opt_state(path, arrays, template):
+    """The stored optimizer state, in ``template``'s tree structure, checked leaf by leaf."""
+    leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("opt_state/"))]
+    template, treedef = jax.tree.flatten(template)
+    if len(leaves) != len(template) or any(
+        np.shape(a) != np.shape(b) for a, b in zip(leaves, template, strict=True)
+    ):
+        raise CheckpointError(f"{path}: its optimizer state does not fit the config's optimizer")
+    for i, leaf in enumerate(leaves):
+        _check_finite(path, f"opt_state/{i:04d}", leaf)
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def check_input_dim(path, params, input_dim):
