@@ -253,7 +253,8 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise RunError(f"{option}: {path} exists and is not a directory")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                path.parent.mkdir(parents=True, exist_ok=True)
             recover(path)
             if resume and not path.is_dir():
                 raise RunError(f"{path / CHECKPOINT}: no checkpoint there")
