@@ -193,6 +193,9 @@ def _reproduce(args, signals, run):
     from mlpnn_jax import runs
 
     setup_jax(**options.platform_options(args), x64=args.dtype == "float64")
+    from mlpnn_jax import plots
+
+    plots.preload()  # matplotlib imports while the experiment runs: a stopped run's figures come sooner
     import reference
     from mlpnn_jax.data import load_mnist
 

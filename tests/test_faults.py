@@ -279,7 +279,7 @@ def test_reproduce_answers_ctrl_c_within_seconds_and_a_second_aborts(tmp_path, s
     out, err = proc.communicate(timeout=60)
     assert answered < 2.5, f"Ctrl-C answered after {answered:.1f} s"
     assert proc.returncode == 130, err
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 30  # then the curves so far are written, as the notebook's figures
     assert "Traceback" not in err
     lines = [line for line in out.splitlines() if line.startswith("[epoch")]
     assert all(int(line.split()[1].rstrip("]")) % 200 == 0 for line in lines)  # the notebook's lines
@@ -336,7 +336,9 @@ def test_ctrl_c_during_start_up_exits_130_quietly(tmp_path, small_mnist_dir):
     for trial in range(6):
         proc = start("train", "--data-dir", small_mnist_dir, "--out", tmp_path / f"r{trial}", *TINY)
         procs.append(proc)
-        time.sleep(rng.uniform(0.05, 1.5))  # from interpreter start to the first compile
+        # from just after the interpreter's own start-up (a signal inside its `site` import is Python's
+        # fatal error, before any of mlpnn-jax runs) to the first compile
+        time.sleep(rng.uniform(0.5, 2.0))
         proc.send_signal(signal.SIGINT)
     for proc in procs:
         _, err = proc.communicate(timeout=60)
