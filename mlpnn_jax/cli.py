@@ -25,17 +25,13 @@ FAILED, USAGE_ERROR = 1, 2
 
 
 def _train_config(args):
-    """(TrainConfig, claimed TrainRun, resume checkpoint or None, epochs already done) of the command line.
-
-    The run directory is claimed (locked, checked writable, checked for others' files) here, before any
-    data is loaded or anything compiled.
-    """
+    """(TrainConfig, resume checkpoint or None, epochs already done) of the command line."""
+    from mlpnn_jax import checkpoint, runs
     from mlpnn_jax.config import TrainConfig
-    from mlpnn_jax.runs import TrainRun
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig(**given), TrainRun.claim(args.out, args.overwrite), None, 0
+        return TrainConfig(**given), None, 0
     given = [
         *map(flag, given),
         *(["--out"] if args.out else []),
@@ -45,35 +41,38 @@ def _train_config(args):
         raise UsageError(
             f"--resume continues {args.resume} in place with its own config; drop {', '.join(given)}"
         )
-    run = TrainRun.resume(args.resume)
-    try:
-        meta = run.meta(parse_config=TrainConfig.from_json)
-        config = TrainConfig.from_json(meta["config"])
-        if len(meta["history"]) >= config.epochs:
-            raise UsageError(f"--resume: {run.path} already finished its {config.epochs} epochs")
-    except BaseException:
-        run.close()
-        raise
-    return config, run, run.checkpoint, len(meta["history"])
+    path = runs.recover(args.resume) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
+    meta = checkpoint.load(path, parse_config=TrainConfig.from_json)[2]
+    config = TrainConfig.from_json(meta["config"])
+    if len(meta["history"]) >= config.epochs:
+        raise UsageError(f"--resume: {args.resume} already finished its {config.epochs} epochs")
+    return config, path, len(meta["history"])
 
 
 def cmd_train(args, signals):
-    config, run, resume_from, done = _train_config(args)
+    from mlpnn_jax.runs import TrainRun
+
+    config, resume_from, done = _train_config(args)
+    jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
+    run = None
+    if jax.process_index() == 0:  # only process 0 writes: it claims the run directory, before any data
+        run = TrainRun.resume(args.resume) if args.resume else TrainRun.claim(args.out, args.overwrite)
     try:
-        return _train(args, signals, config, run, resume_from, done)
+        return _train(jax, signals, config, run, resume_from, done)
     except RunWriteError as e:
         kept = "its last complete checkpoint is kept" if run.run.published else "the old run is unchanged"
         print(f"mlpnn-jax train: error: {e}; {kept} in {run.path}", file=sys.stderr)
         return FAILED
     finally:
-        run.close()
+        if run is not None:
+            run.close()
 
 
-def _train(args, signals, config, run, resume_from, done):
+def _train(jax, signals, config, run, resume_from, done):
+    """Trains; ``run`` is None on every process but the one that prints and writes."""
     from mlpnn_jax import trainer as T
 
-    jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
-    lead = jax.process_index() == 0  # only process 0 prints and writes
+    lead = run is not None
     if lead:
         from mlpnn_jax import plots
 
@@ -96,7 +95,7 @@ def _train(args, signals, config, run, resume_from, done):
         result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
     except T.DivergenceError as e:
         good = e.last_good
-        kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run.path}" if good else ""
+        kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run.path}" if good and lead else ""
         print(f"mlpnn-jax train: diverged at {e.describe(flag)}{kept}", file=sys.stderr)
         return FAILED
     finally:
@@ -342,6 +341,9 @@ def _main(args, signals):
     except (UsageError, SetupError, RunError, DataError, CheckpointError) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except RunWriteError as e:  # e.g. a full disk while claiming the directory
+        print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
+        return FAILED
     except BrokenPipeError:  # stdout closed where no console.KeepGoingOutput guards it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return FAILED

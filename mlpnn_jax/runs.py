@@ -194,7 +194,9 @@ def recover(path):
         for want in ("new", "old"):
             done = next((p for tag, p in leftovers if tag == want and _holds_run(p)), None)
             if done is not None:
-                with contextlib.suppress(FileNotFoundError):  # another process recovered it first
+                # FileNotFoundError: another process recovered it first; other errors (a read-only file
+                # system): left as it is, for a later command that can write
+                with contextlib.suppress(OSError):
                     os.rename(done, path)
                 leftovers = [(t, p) for t, p in leftovers if p != done]
                 break
@@ -202,7 +204,8 @@ def recover(path):
         shutil.rmtree(p, ignore_errors=True)
     if path.is_dir() and _lock_is_free(path):  # a killed run's temporary files: no writer is left
         for p in path.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # leftovers only: a read-only file system keeps them
+                p.unlink()
     return path
 
 

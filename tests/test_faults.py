@@ -225,7 +225,7 @@ def test_two_runs_into_one_out_exactly_one_wins(tmp_path, small_mnist_dir, capsy
 @pytest.mark.parametrize("how", ["overwrite", "resume"])
 def test_read_only_out_fails_before_data_is_loaded(tmpfs, tmp_path, base_run, how):
     fs = tmpfs(4 << 20)
-    run = copy_run(base_run, fs / "run")
+    run = damage(base_run, fs / "run", lambda meta, params: None)  # unharmed, with epochs left to run
     subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
     # a data directory whose training images are broken: an error about them would mean it was read first
     bad_data = tmp_path / "bad"
