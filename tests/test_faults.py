@@ -272,7 +272,7 @@ def test_reproduce_answers_ctrl_c_within_seconds_and_a_second_aborts(tmp_path, s
     args += ["--data-dir", small_mnist_dir, "--print-every", 200]
     proc = start(*args, "--out", tmp_path / "a")
     wait_for(proc, "== cross-entropy")
-    time.sleep(3)
+    time.sleep(6)  # past the first chunks' compiles, even on a loaded machine
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     answered = read_until(proc.stderr, "Ctrl-C", timeout=30)
@@ -284,11 +284,11 @@ def test_reproduce_answers_ctrl_c_within_seconds_and_a_second_aborts(tmp_path, s
     lines = [line for line in out.splitlines() if line.startswith("[epoch")]
     assert all(int(line.split()[1].rstrip("]")) % 200 == 0 for line in lines)  # the notebook's lines
     rows = (tmp_path / "a" / "ce_losses.csv").read_text().splitlines()
-    assert rows[0] == "epoch,train_loss,test_loss" and len(rows) > 2
+    assert rows[0] == "epoch,train_loss,test_loss" and len(rows) >= 2  # the epochs run so far
 
     proc = start(*args, "--out", tmp_path / "b")
     wait_for(proc, "== cross-entropy")
-    time.sleep(2)
+    time.sleep(6)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     t0 = time.monotonic()
