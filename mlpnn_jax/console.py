@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 
 def progress(total, desc, initial=0):
@@ -38,43 +39,75 @@ class Signals:
     run stops after its current epoch or chunk and writes its files), and a second one exits at once with
     the same code. An immediate exit is ``os._exit`` after flushing the output: nothing is raised inside
     XLA, and no interpreter shutdown runs while XLA's threads are still busy (the cause of the segfaults).
-    Files are safe at any instant: every file is written atomically, and a killed run's leftovers are
-    removed by the next command.
+    The signals are acted on by a watcher thread woken through ``signal.set_wakeup_fd``, not by a Python
+    handler, which would wait until the main thread leaves whatever C call it is in (an XLA compile, a
+    long computation, an import). Files are safe at any instant: every file is written atomically, and a
+    killed run's leftovers are removed by the next command.
     """
 
     def __init__(self, command="mlpnn-jax"):
         self.command = command
         self.requested = None  # the signal number of the first signal once graceful
         self._graceful = False
+        self._message = "stopping"
         self._old = {}
+        self._lock = threading.Lock()
+        self._pipe = None
 
     @property
     def exit_code(self):
         return _EXIT_CODES.get(self.requested, INTERRUPTED)
 
     def install(self):
-        for signum in _EXIT_CODES:
-            self._old[signum] = signal.signal(signum, self._handle)
+        """Installs the handling; returns self. A no-op off the main thread (signals go to the main one)."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        for signum in _EXIT_CODES:  # a Python-level handler is what makes C write to the wakeup fd
+            self._old[signum] = signal.signal(signum, _ignore)
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(r,), name="signals", daemon=True).start()
         return self
 
     def restore(self):
+        """Puts the previous handlers back (for ``main`` called inside another program, e.g. tests)."""
+        if self._pipe is None:
+            return
+        signal.set_wakeup_fd(self._old_wakeup)
         for signum, old in self._old.items():
             signal.signal(signum, old)
         self._old = {}
+        os.close(self._pipe[1])  # the watcher's read returns b"": it ends and closes its end
+        self._pipe = None
 
     def graceful(self, message="stopping after this epoch"):
         """From now on the first signal asks the run to stop (``requested``) with ``message``."""
         self._graceful, self._message = True, message
 
-    def _handle(self, signum, frame):
-        if self._graceful and self.requested is None:
-            self.requested = signum
-            _write(sys.stderr, f"\n{_NAMES[signum]}: {self._message} (press Ctrl-C again to abort)\n")
-            return
+    def _watch(self, r):
+        while data := os.read(r, 64):
+            for signum in data:
+                if signum in _EXIT_CODES:
+                    self._handle(signum)
+        os.close(r)
+
+    def _handle(self, signum):
+        with self._lock:
+            if self._graceful and self.requested is None:
+                self.requested = signum
+                _write(sys.stderr, f"\n{_NAMES[signum]}: {self._message} (press Ctrl-C again to abort)\n")
+                return
         what = "aborted" if self.requested is not None else "interrupted"
-        _write(sys.stdout, "")
+        # stdout is not flushed here: its lines are flushed as printed, and a flush could block on a full
+        # pipe while the main thread holds the stream's lock
         _write(sys.stderr, f"\n{self.command}: {what}\n")
         os._exit(_EXIT_CODES.get(signum, INTERRUPTED))
+
+
+def _ignore(signum, frame):
+    """The Python-level handler: nothing; the watcher thread acts on the signal."""
 
 
 def _write(stream, text):
