@@ -1,5 +1,3 @@
-import sys
+from mlpnn_jax.console import entry
 
-from mlpnn_jax.cli import main
-
-sys.exit(main())
+entry()

@@ -1,6 +1,7 @@
 """The mlpnn-jax command: parse, call the library, print (train, reproduce, evaluate, report, gradcheck).
 
-Exit codes: 0 success, 1 a failed run (divergence, gradcheck mismatch), 2 a usage error, 130 Ctrl-C.
+Exit codes: 0 success, 1 a failed run (divergence, a file that could not be written, gradcheck mismatch),
+2 a usage error, 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,25 +13,25 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import options
-from mlpnn_jax.console import INTERRUPTED, StopOnSigint, progress, say
+from mlpnn_jax.console import Signals, progress, say
 from mlpnn_jax.devices import SetupError, setup_jax
 from mlpnn_jax.options import UsageError, flag
+from mlpnn_jax.runs import RunWriteError
 
-USAGE_ERROR = 2
+FAILED, USAGE_ERROR = 1, 2
 
 
 # ---------------------------------------------------------------- train
 
 
 def _train_config(args):
-    """(TrainConfig, TrainRun, resume path or None, epochs already done) of the command line."""
+    """(TrainConfig, resume checkpoint or None, epochs already done) of the command line."""
+    from mlpnn_jax import checkpoint, runs
     from mlpnn_jax.config import TrainConfig
-    from mlpnn_jax.runs import TrainRun
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig(**given), TrainRun.claim(args.out, args.overwrite), None, 0
-    run = TrainRun(args.resume)
+        return TrainConfig(**given), None, 0
     given = [
         *map(flag, given),
         *(["--out"] if args.out else []),
@@ -38,26 +39,44 @@ def _train_config(args):
     ]
     if given:
         raise UsageError(
-            f"--resume continues {run.path} in place with its own config; drop {', '.join(given)}"
+            f"--resume continues {args.resume} in place with its own config; drop {', '.join(given)}"
         )
-    meta = run.meta()
+    path = runs.recover(args.resume) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
+    meta = checkpoint.load(path, parse_config=TrainConfig.from_json)[2]
     config = TrainConfig.from_json(meta["config"])
     if len(meta["history"]) >= config.epochs:
-        raise UsageError(f"--resume: {run.path} already finished its {config.epochs} epochs")
-    return config, run, run.checkpoint, len(meta["history"])
+        raise UsageError(f"--resume: {args.resume} already finished its {config.epochs} epochs")
+    return config, path, len(meta["history"])
 
 
-def cmd_train(args):
+def cmd_train(args, signals):
+    from mlpnn_jax.runs import TrainRun
+
+    config, resume_from, done = _train_config(args)
+    jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
+    run = None
+    if jax.process_index() == 0:  # only process 0 writes: it claims the run directory, before any data
+        run = TrainRun.resume(args.resume) if args.resume else TrainRun.claim(args.out, args.overwrite)
+    try:
+        return _train(jax, signals, config, run, resume_from, done)
+    except RunWriteError as e:
+        kept = "its last complete checkpoint is kept" if run.run.published else "the old run is unchanged"
+        print(f"mlpnn-jax train: error: {e}; {kept} in {run.path}", file=sys.stderr)
+        return FAILED
+    finally:
+        if run is not None:
+            run.close()
+
+
+def _train(jax, signals, config, run, resume_from, done):
+    """Trains; ``run`` is None on every process but the one that prints and writes."""
     from mlpnn_jax import trainer as T
 
-    config, run, resume_from, done = _train_config(args)
-    jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
-    lead = jax.process_index() == 0  # only process 0 prints and writes
+    lead = run is not None
     if lead:
         from mlpnn_jax import plots
 
         plots.preload()
-        run.create()
     bar = progress(config.epochs, "train", done) if lead else None
     if lead:
         where = f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
@@ -67,27 +86,27 @@ def cmd_train(args):
         if lead:
             run.save_epoch(config, result)
             _epoch_line(bar, record)
-        return sigint.requested
+        return signals.requested is not None
 
     try:
         started = time.perf_counter()  # "elapsed" includes loading the data set
         data, params, resume = T.load_data(config, resume_from)
-        with StopOnSigint() as sigint:
-            result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
+        signals.graceful("stopping after this epoch")  # start-up is over: the first signal now stops
+        result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
     except T.DivergenceError as e:
         good = e.last_good
-        kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run.path}" if good else ""
+        kept = f"; the checkpoint of epoch {good.epochs_run} is kept in {run.path}" if good and lead else ""
         print(f"mlpnn-jax train: diverged at {e.describe(flag)}{kept}", file=sys.stderr)
-        return 1
+        return FAILED
     finally:
         if bar is not None:
             bar.close()
     if lead:
         _finish_train(result, data, run)
-        _write_report(run.path, data[2:])
-        if sigint.requested:
+        _write_report(run.run.dir, data[2:])
+        if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
-    return INTERRUPTED if sigint.requested else 0
+    return signals.exit_code if signals.requested is not None else 0
 
 
 def _epoch_line(bar, record):
@@ -128,11 +147,12 @@ def _finish_train(result, data, run):
 # ---------------------------------------------------------------- evaluate
 
 
-def cmd_evaluate(args):
-    from mlpnn_jax import checkpoint
+def cmd_evaluate(args, signals):
+    from mlpnn_jax import checkpoint, runs
     from mlpnn_jax.config import TrainConfig
 
-    params, _, meta = checkpoint.load(Path(args.run_dir) / checkpoint.CHECKPOINT)
+    path = runs.recover(args.run_dir) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
+    params, _, meta = checkpoint.load(path, parse_config=TrainConfig.from_json)
     config = TrainConfig.from_json(meta["config"])
     setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
     from mlpnn_jax import metrics
@@ -143,13 +163,10 @@ def cmd_evaluate(args):
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir: {data_dir} is not a directory")
     _, _, x_test, y_test = load_mnist(data_dir, dtype=config.dtype)
-    if x_test.shape[1] != params["W1"].shape[0]:
-        raise UsageError(
-            f"--data-dir: its images have {x_test.shape[1]} pixels; the model takes {params['W1'].shape[0]}"
-        )
+    checkpoint.check_input_dim(path, params, x_test.shape[1])
     if x_test.shape[0] == 0:
         raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
-    params = saved_params(Path(args.run_dir) / checkpoint.CHECKPOINT)[0]  # the moving average, if kept
+    params = saved_params(path)[0]  # input statistics folded in; the moving average, if kept
     cm, acc = metrics.evaluate(params, x_test, y_test, config.activation, config.precision)
     print("Confusion matrix:\n%s" % cm)  # noqa: UP031
     print(f"Accuracy={acc}")
@@ -159,12 +176,27 @@ def cmd_evaluate(args):
 # ---------------------------------------------------------------- reproduce
 
 
-def cmd_reproduce(args):
+def cmd_reproduce(args, signals):
     options.check_reproduce_options(args)
     from mlpnn_jax import runs
 
-    run_dir = runs.claim_reproduction(args.out, args.overwrite)
+    run = runs.claim_reproduction(args.out, args.overwrite)
+    try:
+        return _reproduce(args, signals, run)
+    except runs.RunWriteError as e:
+        print(f"mlpnn-jax reproduce: error: {e}", file=sys.stderr)
+        return FAILED
+    finally:
+        run.close()
+
+
+def _reproduce(args, signals, run):
+    from mlpnn_jax import runs
+
     setup_jax(**options.platform_options(args), x64=args.dtype == "float64")
+    from mlpnn_jax import plots
+
+    plots.preload()  # matplotlib imports while the experiment runs: a stopped run's figures come sooner
     import reference
     from mlpnn_jax.data import load_mnist
 
@@ -174,37 +206,36 @@ def cmd_reproduce(args):
         import jax.numpy as jnp
 
         data = tuple(jnp.asarray(a) for a in data)
-    runs.make_dir(run_dir)
-    from mlpnn_jax import report
-
-    report.start_reproduction(run_dir, vars(args))
     networks = reference.notebook_networks(in_dim=data[0].shape[1], n_neuron=args.hidden)
     print(
         f"the notebook's experiment: {data[0].shape[1]}-{args.hidden}-10 tanh, full-batch GD, lr 0.1,"
-        f" {args.epochs} epochs, {args.engine} engine, {args.dtype}; run: {run_dir}"
+        f" {args.epochs} epochs, {args.engine} engine, {args.dtype}; run: {run.path}"
     )
-    with StopOnSigint() as sigint:
-        for loss, network in zip(("ce", "kl"), networks, strict=True):
-            if args.loss not in (loss, "both"):
-                continue
-            print(f"== {'cross-entropy' if loss == 'ce' else 'KL divergence'} ==", flush=True)
-            start = time.perf_counter()
-            net, train, test = _reproduce_one(args, loss, network, data, sigint)
-            seconds = time.perf_counter() - start
-            runs.write_reproduction(run_dir, loss, train, test)
-            cm, acc = reference.evaluate(net, *test_set)  # prints as the notebook did
-            runs.write_confusion(run_dir / f"{loss}_confusion", cm, acc)
-            report.save_reproduction(run_dir, loss, net.params, seconds, len(train))
-            if sigint.requested:
-                _write_report(run_dir, test_set)
-                print(f"interrupted after epoch {len(train)}; wrote {run_dir}")
-                return INTERRUPTED
-    _write_report(run_dir, test_set)
-    print(f"wrote {run_dir}/")
+    from mlpnn_jax import report
+
+    report.start_reproduction(run.dir, vars(args))
+    signals.graceful("stopping after these epochs")
+    for loss, network in zip(("ce", "kl"), networks, strict=True):
+        if args.loss not in (loss, "both"):
+            continue
+        print(f"== {'cross-entropy' if loss == 'ce' else 'KL divergence'} ==", flush=True)
+        start = time.perf_counter()
+        net, train, test = _reproduce_one(args, loss, network, data, signals)
+        seconds = time.perf_counter() - start
+        runs.write_reproduction(run.dir, loss, train, test)
+        cm, acc = reference.evaluate(net, *test_set)  # prints as the notebook did
+        runs.write_confusion(run.dir / f"{loss}_confusion", cm, acc)
+        report.save_reproduction(run.dir, loss, net.params, seconds, len(train))
+        _write_report(run.dir, test_set)
+        run.publish()
+        if signals.requested is not None:
+            print(f"interrupted after epoch {len(train)}; wrote {run.path}")
+            return signals.exit_code
+    print(f"wrote {run.path}/")
     return 0
 
 
-def _reproduce_one(args, loss, network, data, sigint):
+def _reproduce_one(args, loss, network, data, signals):
     """Runs one of the notebook's two trainings: (trained reference.MLPNN, train losses, test losses)."""
     from mlpnn_jax.reproduce import run_engine
 
@@ -216,10 +247,11 @@ def _reproduce_one(args, loss, network, data, sigint):
                 say(bar, "[epoch %d] loss: %.4f" % (epoch, value))  # noqa: UP031 - the notebook's line
         if bar is not None:
             bar.update(len(train))
-        return sigint.requested
+        return signals.requested is not None
 
-    # Ctrl-C and the progress bar act between chunks: every epoch of the slow numpy engine
-    chunk = 1 if args.engine == "numpy" else args.print_every or min(args.epochs, 100)
+    # Ctrl-C and the progress bar act between chunks of at most half a second (and at most 100 epochs):
+    # every epoch of the slow numpy engine
+    chunk = 1 if args.engine == "numpy" else 100
     try:
         return run_engine(
             args.engine,
@@ -231,6 +263,7 @@ def _reproduce_one(args, loss, network, data, sigint):
             precision=args.precision,
             chunk=chunk,
             on_chunk=on_chunk,
+            chunk_seconds=0.5,
         )
     finally:
         if bar is not None:
@@ -241,14 +274,15 @@ def _reproduce_one(args, loss, network, data, sigint):
 
 
 def _write_report(run_dir, test_set=None):
-    """Writes run_dir/report.html, recording this machine for it; says where."""
+    """Writes run_dir/report.html, recording this machine for it."""
     from mlpnn_jax import report
+    from mlpnn_jax.runs import write_guard
 
-    path = report.write_report(run_dir, machine=report.machine_info(), test_set=test_set)
-    print(f"report: {path}")
+    machine = report.machine_info()
+    write_guard(run_dir / report.REPORT, lambda: report.write_report(run_dir, machine, test_set))
 
 
-def cmd_report(args):
+def cmd_report(args, signals):
     from mlpnn_jax import report
 
     # 64-bit JAX keeps a float64 run's params float64; float32 params stay float32
@@ -296,7 +330,7 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **r
     return outcome.code
 
 
-def cmd_gradcheck(args):
+def cmd_gradcheck(args, signals):
     """The gradcheck subcommand (see ``add_gradcheck_parser``)."""
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
@@ -322,30 +356,57 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    """The console script's entry point; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv=None, signals=None):
+    """The command's entry point (``console.entry`` is the console script's); returns the exit code.
+
+    Args:
+        argv: the arguments (default sys.argv[1:]).
+        signals: the installed ``console.Signals`` (default: installed here, restored on return).
+    """
+    own = signals is None
+    signals = Signals().install() if own else signals
+    try:
+        return _main(build_parser().parse_args(argv), signals)
+    finally:
+        if own:
+            signals.restore()
+
+
+def _main(args, signals):
     from mlpnn_jax.checkpoint import CheckpointError
     from mlpnn_jax.config import ConfigError
     from mlpnn_jax.data import DataError
     from mlpnn_jax.report import ReportError
     from mlpnn_jax.runs import RunError
 
+    signals.command = f"mlpnn-jax {args.command}"
     try:
-        return args.func(args)
+        return args.func(args, signals)
     except ConfigError as e:
         print(f"mlpnn-jax {args.command}: error: {e.describe(flag)}", file=sys.stderr)
         return USAGE_ERROR
     except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print(f"mlpnn-jax {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except BrokenPipeError:
+    except RunWriteError as e:  # e.g. a full disk while claiming the directory
+        print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
+        return FAILED
+    except BrokenPipeError:  # stdout closed where no console.KeepGoingOutput guards it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return FAILED
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" not in str(e) or type(e).__name__ not in (
+            "JaxRuntimeError",
+            "XlaRuntimeError",
+        ):
+            raise
+        first = str(e).splitlines()[0]  # the allocation XLA could not make, with its size
+        print(
+            f"mlpnn-jax {args.command}: error: out of memory: {first}; use fewer --hidden units or a smaller"
+            " --batch-size",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -88,19 +88,32 @@ def load_mnist(
 
 
 def image_size(data_dir: str | Path | None = None) -> int | None:
-    """Pixels per image (rows * cols) from the training images' header alone; None if unreadable.
+    """Pixels per image (rows * cols) from the training images' header; None unless the header is sound.
 
-    Lets a caller size a model while the data set is still loading; ``load_mnist`` reports any problem.
+    Lets a caller size a model while the data set is still loading, so the header is checked first
+    against the file's size (for a gzipped file, the size its gzip trailer records), and nothing is
+    built from dimensions the file cannot hold; ``load_mnist`` reports any problem.
     """
     try:
         path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), "train-images-idx3-ubyte")
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            header = f.read(16)
-        magic, _, rows, cols = (int.from_bytes(header[i : i + 4], "big") for i in range(0, 16, 4))
+        with open(path, "rb") as raw:
+            if path.suffix == ".gz":
+                with gzip.open(raw, "rb") as f:
+                    header = f.read(16)
+                raw.seek(-4, 2)  # the gzip trailer: the decompressed size mod 2**32
+                size, size_mod = None, int.from_bytes(raw.read(4), "little")
+                limit = 1032 * raw.seek(0, 2)  # deflate expands at most ~1032:1
+            else:
+                header, size = raw.read(16), raw.seek(0, 2)
     except (OSError, EOFError, ValueError, DataError, zlib.error):
         return None
-    return rows * cols if magic == _IMAGES_MAGIC and rows * cols > 0 else None
+    if len(header) < 16:
+        return None
+    magic, n, rows, cols = (int.from_bytes(header[i : i + 4], "big") for i in range(0, 16, 4))
+    total = 16 + n * rows * cols
+    # plain: the exact size; gzipped: the trailer's size mod 2**32, within deflate's largest ratio
+    sound = total == size if size is not None else (total <= limit and total % 2**32 == size_mod)
+    return rows * cols if magic == _IMAGES_MAGIC and rows * cols > 0 and sound else None
 
 
 def _float_dtype(dtype: object) -> np.dtype:
@@ -133,6 +146,7 @@ def _load_dir(
         if checksums is not None:
             _verify(path, buf, checksums.get(name))
         arrays.append(_parse_idx(buf, path, magic))
+    _check_trainable(arrays[0], paths[0])
     x_train, y_train = _pair(arrays[0], arrays[1], paths[0], paths[1], dtype)
     x_test, y_test = _pair(arrays[2], arrays[3], paths[2], paths[3], dtype)
     if x_train.shape[1] != x_test.shape[1]:
@@ -141,6 +155,20 @@ def _load_dir(
             f"{arrays[0].shape[1:]} pixels in training images but {arrays[2].shape[1:]} in test"
         )
     return x_train, y_train, x_test, y_test
+
+
+def _check_trainable(images: np.ndarray, path: Path) -> None:
+    """Raise DataError for a training set nothing can be learnt from: empty, or one image repeated."""
+    if len(images) == 0:
+        raise DataError(f"{path}: the training set is empty (its header says 0 images)")
+    # Exact uint8 comparisons: a float std of constant pixels is not exactly 0 after rounding.
+    if (images == images.flat[0]).all():
+        what = f"every pixel of every image is {images.flat[0]}"
+    elif len(images) > 1 and (images == images[:1]).all():
+        what = "all its images are identical"
+    else:
+        return
+    raise DataError(f"{path}: the training set cannot be learnt from: {what} ({len(images)} images)")
 
 
 def _locate(data_dir: Path, name: str) -> Path:

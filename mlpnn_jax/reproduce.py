@@ -9,6 +9,7 @@ stays on the device until a chunk ends.
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,16 @@ def _run_epochs(params, x, y, x_test, y_test, lr, loss, epochs):
     return jax.lax.scan(epoch, params, None, length=epochs)
 
 
-def run_notebook(params, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR, chunk=200, on_chunk=None):
+def run_notebook(
+    params,
+    data,
+    loss="ce",
+    epochs=NOTEBOOK_EPOCHS,
+    lr=NOTEBOOK_LR,
+    chunk=200,
+    on_chunk=None,
+    chunk_seconds=None,
+):
     """Trains like the notebook and returns its loss curves.
 
     Args:
@@ -47,7 +57,10 @@ def run_notebook(params, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR
         data: (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,)).
         loss: "ce" or "kl" (the gradient is the same; the printed loss differs in sign).
         epochs, lr: 2000 and 0.1, as the notebook.
-        chunk: epochs per jitted call; ``on_chunk`` runs between calls.
+        chunk: epochs per jitted call (at most); ``on_chunk`` runs between calls.
+        chunk_seconds: if given, chunks start at 1 epoch and double (1, 2, 4, ... up to ``chunk``) only
+            while a chunk takes under half of this, so ``on_chunk`` (and Ctrl-C) come about every
+            ``chunk_seconds`` whatever an epoch costs; each size compiles once.
         on_chunk: ``on_chunk(first_epoch, train_losses, test_losses)`` with numpy arrays for the
             epochs just run; returning True stops early.
     Returns:
@@ -64,7 +77,7 @@ def run_notebook(params, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR
         state["params"], (tr, te) = _run_epochs(state["params"], x, y, x_test, y_test, lr, loss, n)
         return np.asarray(tr), np.asarray(te)
 
-    train_losses, test_losses = _in_chunks(run, epochs, chunk, on_chunk)
+    train_losses, test_losses = _in_chunks(run, epochs, chunk, on_chunk, chunk_seconds)
     return state["params"], train_losses, test_losses
 
 
@@ -86,7 +99,9 @@ def run_numpy(network, data, loss="ce", epochs=NOTEBOOK_EPOCHS, lr=NOTEBOOK_LR, 
     return network, train_losses, test_losses
 
 
-def run_engine(engine, network, data, loss, epochs, *, dtype, precision, chunk, on_chunk=None):
+def run_engine(
+    engine, network, data, loss, epochs, *, dtype, precision, chunk, on_chunk=None, chunk_seconds=None
+):
     """Runs the notebook's experiment on ``engine`` ("jax" or "numpy") from ``network``'s weights.
 
     Args:
@@ -94,6 +109,7 @@ def run_engine(engine, network, data, loss, epochs, *, dtype, precision, chunk, 
         network: a ``reference.MLPNN`` holding the initial weights.  data, loss, epochs: as
             ``run_notebook``.  chunk, on_chunk: ``on_chunk(first_epoch, train_losses, test_losses)`` after
             every ``chunk`` epochs, returning True to stop: the one protocol of both engines.
+        chunk_seconds: the jax engine's chunks are sized to take about this long (see ``run_notebook``).
     Returns:
         (the trained ``reference.MLPNN``, train losses, test losses).
     """
@@ -103,21 +119,36 @@ def run_engine(engine, network, data, loss, epochs, *, dtype, precision, chunk, 
         return run_numpy(network, data, loss, epochs, chunk=chunk, on_chunk=on_chunk)
     params = jax.tree.map(lambda a: a.astype(dtype), network.params)
     with jax.default_matmul_precision(precision):
-        params, train, test = run_notebook(params, data, loss, epochs, chunk=chunk, on_chunk=on_chunk)
+        params, train, test = run_notebook(
+            params, data, loss, epochs, chunk=chunk, on_chunk=on_chunk, chunk_seconds=chunk_seconds
+        )
     return reference.MLPNN.from_params(jax.tree.map(np.asarray, params)), train, test
 
 
-def _in_chunks(run, epochs, chunk, on_chunk):
-    """Calls ``run(n) -> (train, test)`` for chunks of n epochs, then ``on_chunk``, until done or stopped."""
+def _in_chunks(run, epochs, chunk, on_chunk, chunk_seconds=None):
+    """Calls ``run(n) -> (train, test)`` for chunks of n epochs, then ``on_chunk``, until done or stopped.
+
+    With ``chunk_seconds``, n is a power of two that doubles while a chunk takes under half of it and
+    halves when one takes longer (n never exceeds ``chunk``), so a chunk lasts about ``chunk_seconds``.
+    """
     train_losses, test_losses = [], []
     done = 0
+    size = 1 if chunk_seconds else (chunk or epochs)
     while done < epochs:
-        n = min(chunk or epochs, epochs - done)
+        left = epochs - done
+        n = min(size, left) if not chunk_seconds else 1 << (min(size, left).bit_length() - 1)
+        t0 = time.perf_counter()
         tr, te = run(n)
+        took = time.perf_counter() - t0
         train_losses.append(tr)
         test_losses.append(te)
         stop = on_chunk(done + 1, tr, te) if on_chunk is not None else False
         done += n
         if stop:
             break
+        if chunk_seconds and n == size:  # a size's first call includes its compile; it is cached after
+            if took > chunk_seconds and size > 1:
+                size //= 2
+            elif took < chunk_seconds / 2 and 2 * size <= (chunk or epochs):
+                size *= 2
     return np.concatenate(train_losses), np.concatenate(test_losses)

@@ -1,22 +1,41 @@
-"""Run directories: where a run's files go, when an existing run may be replaced, and writing them.
+"""Run directories: claimed by one process at a time, no user's file touched, never a half-replaced run.
 
-A train run directory holds ``RUN_FILES``; a reproduction holds ``{ce,kl}_losses.csv`` and its figures.
-An existing run is replaced only with ``overwrite``, and a train run's old files only once the new run
-has a good first epoch (``TrainRun.save_epoch``). Every file is written atomically.
+A run directory holds only files mlpnn-jax writes, plus ``.mlpnn-jax``: the lock file, which marks the
+directory as a run's and names the process that holds it (its pid and host). ``claim`` takes the lock
+(``flock``: the kernel drops it when the holder dies, so a killed run's lock is free at once) before any
+data is loaded or anything compiled, and so finds out at once that a directory is in use, not writable,
+or holds files mlpnn-jax did not write.
+
+``--overwrite`` never deletes the old run first: the new run is built in a hidden sibling directory,
+``.NAME.mlpnn-jax-new.PID``, and swapped in by ``publish`` once it holds a complete first epoch. On Linux the
+swap is one atomic ``renameat2(RENAME_EXCHANGE)``, so at every instant NAME holds one complete run; where
+the file system cannot exchange, it is two renames (NAME -> ``.NAME.mlpnn-jax-old.PID``, new -> NAME), and a
+process killed between them leaves NAME missing for the next ``claim`` or ``recover`` to put back. Leftover
+siblings and temporary files of killed runs are removed by the next claim.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime
+import errno
+import fcntl
 import json
+import os
+import shutil
+import socket
+import time
 from pathlib import Path
 
 from mlpnn_jax import checkpoint
 
-RUN_FILES = (
+LOCK = ".mlpnn-jax"
+CHECKPOINT = "checkpoint.npz"
+RUN_FILES = TRAIN_FILES = (
     "config.json",
     "metrics.jsonl",
-    "checkpoint.npz",
+    CHECKPOINT,
     "loss_curves.png",
     "accuracy_curve.png",
     "confusion.png",
@@ -24,102 +43,440 @@ RUN_FILES = (
     "machine.json",
     "report.html",
 )
-REPRODUCTION_LOSSES = ("ce", "kl")
+REPRODUCE_FILES = (
+    *(
+        f"{loss}_{suffix}"
+        for loss in ("ce", "kl")
+        for suffix in ("losses.csv", "loss_curves.png", "confusion.png", "confusion.txt", "params.npz")
+    ),
+    "reproduce.json",
+    "machine.json",
+    "report.html",
+)
+KNOWN_FILES = frozenset((LOCK, *TRAIN_FILES, *REPRODUCE_FILES))
+_SIBLING = ".{name}.mlpnn-jax-{tag}.{pid}"
 
 
 class RunError(ValueError):
-    """A run directory that cannot be used: one line naming the option (``--out``) and why."""
+    """A run directory that cannot be used (in use, not writable, someone else's files): one line naming
+    the option (``--out``) and why; exit code 2."""
 
 
-def run_dir(out, kind):
-    """The output directory: ``out``, or runs/KIND-YYYYmmdd-HHMMSS; refuses a path that is a file."""
-    if out is None:
-        out = Path("runs") / f"{kind}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out: {out} exists and is not a directory")
-    return out
+class RunWriteError(Exception):
+    """Writing a run's file failed (a full disk, a read-only file system): exit code 1."""
+
+    def __init__(self, errno_, message):
+        super().__init__(message)
+        self.errno = errno_
 
 
-def make_dir(path, option="--out"):
-    """Creates ``path`` (an empty directory harms nothing), or says in one line why it cannot."""
+def _is_temp(name):
+    """A temporary file of ``checkpoint.atomic_write`` (``.NAME.XXXXXXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _holds_run(path):
+    return (path / CHECKPOINT).is_file() or any((path / f"{k}_losses.csv").is_file() for k in ("ce", "kl"))
+
+
+class _Lock:
+    """An exclusive flock on ``DIR/.mlpnn-jax``, holding this process's pid and host."""
+
+    def __init__(self, directory, option, kind):
+        path = directory / LOCK
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RunError(f"{option}: cannot write in {directory}: {e.strerror}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(self.fd)
+            os.close(self.fd)
+            raise RunError(
+                f"{option}: {directory} is in use by {holder};"
+                " wait for it to finish or pick another directory"
+            ) from None
+        except OSError as e:  # a file system without flock (some network mounts): trust the pid it names
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            self._check_pid(directory, option)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "kind": kind, "since": time.time()}
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, (json.dumps(record) + "\n").encode(), 0)
+        except OSError as e:
+            self.release()
+            raise RunWriteError(e.errno, f"cannot write {path}: {e.strerror}") from None
+
+    def _check_pid(self, directory, option):
+        holder = _read_holder(self.fd)
+        if holder and holder.get("host") == socket.gethostname() and _alive(holder.get("pid")):
+            os.close(self.fd)
+            raise RunError(f"{option}: {directory} is in use by {_describe(holder)}; wait or pick another")
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+def _read_holder(fd):
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        data = os.pread(fd, 4096, 0)
+        holder = json.loads(data) if data.strip() else None
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _holder(fd):
+    """'mlpnn-jax process PID on HOST' as the lock file says; the holder writes it just after locking."""
+    for _ in range(20):
+        holder = _read_holder(fd)
+        if holder is not None:
+            return _describe(holder)
+        time.sleep(0.025)
+    return "another mlpnn-jax process"
+
+
+def _describe(holder):
+    return f"mlpnn-jax process {holder.get('pid')} on {holder.get('host')} ({holder.get('kind', 'run')})"
+
+
+def _alive(pid):
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_is_free(directory):
+    """Whether no live process holds ``directory``'s lock (a leftover of a killed run)."""
+    try:
+        fd = os.open(directory / LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _siblings(path):
+    """The hidden new/old siblings of run ``path`` left by ``--overwrite`` runs: [(tag, Path)]."""
+    prefix = f".{path.name}.mlpnn-jax-"
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    found = []
+    for p in entries:
+        tag = p.name[len(prefix) :].split(".", 1)[0] if p.name.startswith(prefix) else None
+        if tag in ("new", "old") and p.is_dir():
+            found.append((tag, p))
+    return found
+
+
+def recover(path):
+    """Puts back a run whose two-rename swap was cut short and removes dead runs' siblings.
+
+    Safe at any time: siblings whose lock a live process holds are left alone. Returns ``path``.
+    """
+    path = Path(path)
+    leftovers = [(tag, p) for tag, p in _siblings(path) if _lock_is_free(p)]
+    if not path.exists():
+        # killed between the two renames: the new run is complete (it is renamed only after its first
+        # good epoch); the old one is the fallback
+        for want in ("new", "old"):
+            done = next((p for tag, p in leftovers if tag == want and _holds_run(p)), None)
+            if done is not None:
+                # FileNotFoundError: another process recovered it first; other errors (a read-only file
+                # system): left as it is, for a later command that can write
+                with contextlib.suppress(OSError):
+                    os.rename(done, path)
+                leftovers = [(t, p) for t, p in leftovers if p != done]
+                break
+    for _, p in leftovers:
+        shutil.rmtree(p, ignore_errors=True)
+    if path.is_dir() and _lock_is_free(path):  # a killed run's temporary files: no writer is left
+        for p in path.glob(".*.tmp"):
+            with contextlib.suppress(OSError):  # leftovers only: a read-only file system keeps them
+                p.unlink()
+    return path
+
+
+def _check_contents(path, option, remove_temps=False):
+    """Refuses a directory holding anything mlpnn-jax did not write; removes dead runs' temporary files."""
+    names = sorted(p.name for p in path.iterdir())
+    foreign = [n for n in names if n not in KNOWN_FILES and not _is_temp(n)]
+    foreign += [n for n in names if n in KNOWN_FILES and not (path / n).is_file()]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunError(
+            f"{option}: {path} holds files mlpnn-jax did not write ({shown});"
+            " move them or pick another directory"
+        )
+    ours = [n for n in names if n in KNOWN_FILES and n != LOCK]
+    if ours and LOCK not in names and not _holds_run(path):
+        raise RunError(
+            f"{option}: {path} holds {', '.join(ours)} but no mlpnn-jax run; they are not mlpnn-jax's:"
+            " move them or pick another directory"
+        )
+    for n in names if remove_temps else ():
+        if _is_temp(n):
+            (path / n).unlink(missing_ok=True)
+
+
+class RunDir:
+    """A claimed run directory. Write into ``dir``; ``publish`` once a complete first result is there.
+
+    Attributes:
+        path: the run directory the user named.
+        dir: where the run's files go now: ``path``, or the hidden sibling an ``--overwrite`` run builds in
+            until ``publish`` swaps it in.
+    """
+
+    def __init__(self, path, option, kind, overwrite=False, resume=False):
+        self.path, self.option, self.kind = path, option, kind
+        self._locks = []
+        self._staging = None
+        self.published = True
+        try:
+            self._claim(overwrite, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _claim(self, overwrite, resume):
+        path, option = self.path, self.option
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{option}: {path} exists and is not a directory")
+        try:
+            if not resume:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            recover(path)
+            if resume and not path.is_dir():
+                raise RunError(f"{path / CHECKPOINT}: no checkpoint there")
+            path.mkdir(exist_ok=True)
+        except OSError as e:
+            raise RunError(f"{option}: cannot create {path}: {e.strerror}") from None
+        _check_contents(path, option)  # before the lock file is made: it marks a directory as a run's
+        self._locks.append(_Lock(path, option, self.kind))  # also proves the directory writable
+        _check_contents(path, option, remove_temps=True)
+        if resume:
+            if not (path / CHECKPOINT).is_file():
+                raise RunError(f"{path / CHECKPOINT}: no checkpoint there")
+            return
+        if _holds_run(path):
+            if not overwrite:
+                what = "run" if (path / CHECKPOINT).is_file() else "reproduction"
+                hint = "--resume it, --overwrite it" if what == "run" else "--overwrite it"
+                raise RunError(f"{option}: {path} already holds a {what}; {hint}, or pick another")
+            self._stage()
+        else:  # nothing of value here (an empty directory, or a run killed before its first epoch)
+            for name in KNOWN_FILES - {LOCK}:
+                (path / name).unlink(missing_ok=True)
+
+    def _stage(self):
+        staging = self.path.parent / _SIBLING.format(name=self.path.name, tag="new", pid=os.getpid())
+        try:
+            staging.mkdir()
+        except OSError as e:
+            raise RunError(
+                f"{self.option}: --overwrite builds the new run beside {self.path} before swapping it in,"
+                f" but cannot create {staging}: {e.strerror}"
+            ) from None
+        self._staging = staging
+        self._locks.append(_Lock(staging, self.option, self.kind))
+        self.published = False
+
+    @property
+    def dir(self):
+        return self.path if self.published else self._staging
+
+    def publish(self):
+        """Swaps the new run in for the old one (``--overwrite``); a no-op once done or when not staging."""
+        if self.published:
+            return
+        try:
+            if not _exchange(self._staging, self.path):
+                old = self.path.parent / _SIBLING.format(name=self.path.name, tag="old", pid=os.getpid())
+                os.rename(self.path, old)  # a kill here leaves NAME missing: recover() puts new there
+                try:
+                    os.rename(self._staging, self.path)
+                except OSError:
+                    os.rename(old, self.path)
+                    raise
+                self._staging = old
+            _fsync_dir(self.path.parent)
+        except OSError as e:
+            raise RunWriteError(e.errno, f"cannot swap the new run into {self.path}: {e.strerror}") from None
+        self.published = True
+        old_lock = self._locks.pop(0)  # the old run's lock now lives at the staging name
+        shutil.rmtree(self._staging, ignore_errors=True)
+        old_lock.release()
+        self._staging = None
+
+    def close(self):
+        """Releases the lock; an unpublished new run is removed, leaving the old run as it was."""
+        if not self.published and self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        for lock in self._locks:
+            lock.release()
+        self._locks = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def claim(out, kind, *, overwrite=False, resume=False, option="--out"):
+    """Claims the run directory ``out`` for this process.
+
+    Args:
+        out: the directory (created if missing, with its parents); None: runs/KIND-YYYYmmdd-HHMMSS.
+        kind: "train" or "reproduce" (recorded in the lock file).
+        overwrite: replace a run already there (built beside it, swapped in by ``publish``).
+        resume: continue the run there in place.
+        option: the command-line option named in messages.
+    Returns:
+        A RunDir (a context manager: leaving it releases the lock).
+    Raises:
+        RunError: an empty path, a directory in use by another process (named by pid and host), not
+            writable, holding files mlpnn-jax did not write, or holding a run without ``overwrite``.
+        RunWriteError: the lock file could not be written (e.g. a full disk).
+    """
+    if out is None and not resume:
+        out = Path("runs") / f"{kind}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    if out is None or str(out).strip() == "":
+        raise RunError(f"{option}: an empty path (an unset shell variable?); name a directory")
+    return RunDir(Path(out).absolute(), option, kind, overwrite, resume)
+
+
+def write_guard(path, write):
+    """Calls ``write()``; an OSError (a full disk ...) becomes a one-line RunWriteError naming ``path``."""
+    try:
+        return write()
     except OSError as e:
-        raise RunError(f"{option}: cannot create {path}: {e.strerror}") from None
+        raise RunWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a, b):
+    """Atomically swaps directories ``a`` and ``b`` (Linux renameat2); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 class TrainRun:
-    """The directory of one train run.
+    """The directory of one train run, claimed (see ``claim``) until ``close``.
 
     Args:
-        path: the directory (``claim`` or ``existing`` make one).
+        run: the claimed RunDir.
     """
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, run):
+        self.run = run
 
     @classmethod
     def claim(cls, out, overwrite=False):
         """A new run in ``out`` (default runs/train-TIMESTAMP); one already there needs ``overwrite``."""
-        run = cls(run_dir(out, "train"))
-        if run.checkpoint.exists() and not overwrite:
-            raise RunError(
-                f"--out: {run.path} already holds a run; --resume it, --overwrite it, or pick another"
-            )
-        return run
+        return cls(claim(out, "train", overwrite=overwrite))
 
-    def meta(self):
-        """The meta dict of the run's checkpoint (config, epoch, history, ...); CheckpointError if none."""
-        return checkpoint.load(self.checkpoint)[2]
+    @classmethod
+    def resume(cls, path):
+        """The run in ``path``, claimed to continue it in place."""
+        return cls(claim(path, "train", resume=True, option="--resume"))
+
+    @property
+    def path(self):
+        return self.run.path
 
     @property
     def checkpoint(self):
-        return self.path / checkpoint.CHECKPOINT
+        return self.run.dir / CHECKPOINT
 
-    def create(self):
-        """Creates the directory (nothing in it is touched yet)."""
-        make_dir(self.path)
+    def meta(self, parse_config=None):
+        """The validated meta dict of the run's checkpoint (config, epoch, history, ...)."""
+        return checkpoint.load(self.checkpoint, parse_config=parse_config)[2]
 
     def save_epoch(self, config, result):
-        """Writes the checkpoint and metrics.jsonl of ``result`` (a TrainResult).
+        """Writes the checkpoint and metrics.jsonl of ``result`` (a TrainResult), atomically.
 
-        The first epoch of a new run is the moment an old run's files in the directory are replaced.
+        An ``--overwrite`` run is swapped in for the old one as soon as its first epoch's files are written.
         """
-        if result.epochs_run == 1:
-            for name in RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
-            checkpoint.write_json(self.path / "config.json", config.to_json())
+        d = self.run.dir
+        if result.epochs_run == 1 or not (d / "config.json").exists():
+            write_guard(d / "config.json", lambda: checkpoint.write_json(d / "config.json", config.to_json()))
         meta = {
             "config": config.to_json(),
             "epoch": result.epochs_run,
             "history": result.history,
             "input_stats": list(result.input_stats),
         }
-        checkpoint.save(self.checkpoint, result.train_params, result.opt_state, meta)
+        write_guard(
+            d / CHECKPOINT,
+            lambda: checkpoint.save(d / CHECKPOINT, result.train_params, result.opt_state, meta),
+        )
         rows = "".join(json.dumps(h) + "\n" for h in result.history)
-        checkpoint.write_text(self.path / "metrics.jsonl", rows)
+        write_guard(d / "metrics.jsonl", lambda: checkpoint.write_text(d / "metrics.jsonl", rows))
+        self.run.publish()
 
     def write_figures(self, result, cm, acc):
         """The loss and accuracy curves of ``result``, and the confusion matrix ``cm`` with its accuracy."""
         from mlpnn_jax import plots
 
-        hist, c = result.history, result.config
+        d, hist, c = self.run.dir, result.history, result.config
         ylabel = f"{c.loss} loss (mean)"
         if c.label_smoothing:
             ylabel += f"; train: smoothed targets (eps {c.label_smoothing})"
         train, test = [h["train_loss"] for h in hist], [h["test_loss"] for h in hist]
-        plots.loss_curves(self.path / "loss_curves.png", train, test, ylabel)
-        plots.accuracy_curve(self.path / "accuracy_curve.png", hist)
-        write_confusion(self.path / "confusion", cm, acc)
+        write_guard(
+            d / "loss_curves.png", lambda: plots.loss_curves(d / "loss_curves.png", train, test, ylabel)
+        )
+        write_guard(d / "accuracy_curve.png", lambda: plots.accuracy_curve(d / "accuracy_curve.png", hist))
+        write_confusion(d / "confusion", cm, acc)
+
+    def close(self):
+        self.run.close()
 
 
 def claim_reproduction(out, overwrite=False):
-    """The directory of a new reproduction (default runs/reproduce-TIMESTAMP); one there needs overwrite."""
-    path = run_dir(out, "reproduce")
-    if any((path / f"{loss}_losses.csv").exists() for loss in REPRODUCTION_LOSSES) and not overwrite:
-        raise RunError(f"--out: {path} already holds a reproduction; --overwrite it or pick another")
-    return path
+    """The claimed RunDir of a new reproduction (default runs/reproduce-TIMESTAMP)."""
+    return claim(out, "reproduce", overwrite=overwrite)
 
 
 def write_reproduction(path, loss, train, test):
@@ -128,9 +485,11 @@ def write_reproduction(path, loss, train, test):
 
     pairs = zip(train.tolist(), test.tolist(), strict=True)
     rows = "".join(f"{i},{tr!r},{te!r}\n" for i, (tr, te) in enumerate(pairs, 1))
-    checkpoint.write_text(path / f"{loss}_losses.csv", "epoch,train_loss,test_loss\n" + rows)
+    csv = path / f"{loss}_losses.csv"
+    write_guard(csv, lambda: checkpoint.write_text(csv, "epoch,train_loss,test_loss\n" + rows))
     ylabel = "cross-entropy (sum)" if loss == "ce" else "KL as printed: -KL (sum)"
-    plots.loss_curves(path / f"{loss}_loss_curves.png", train, test, ylabel)
+    png = path / f"{loss}_loss_curves.png"
+    write_guard(png, lambda: plots.loss_curves(png, train, test, ylabel))
 
 
 def write_confusion(stem, cm, acc):
@@ -138,5 +497,7 @@ def write_confusion(stem, cm, acc):
     from mlpnn_jax import plots
 
     text = "Confusion matrix:\n%s\nAccuracy=%s\n" % (cm, acc)  # noqa: UP031 - the notebook's format
-    checkpoint.write_text(stem.with_suffix(".txt"), text)
-    plots.confusion(stem.with_suffix(".png"), cm, f"Confusion matrix (accuracy {100 * acc:.2f}%)")
+    txt, png = stem.with_suffix(".txt"), stem.with_suffix(".png")
+    write_guard(txt, lambda: checkpoint.write_text(txt, text))
+    title = f"Confusion matrix (accuracy {100 * acc:.2f}%)"
+    write_guard(png, lambda: plots.confusion(png, cm, title))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import math
 import time
 from typing import Any
@@ -96,7 +97,7 @@ def input_stats(x_train, standardize=True):
     mean = float(x.sum(axis=1).sum(dtype=np.float64)) / n
     mean_sq = float(np.einsum("ij,ij->i", x, x).sum(dtype=np.float64)) / n
     std = math.sqrt(max(mean_sq - mean**2, 0.0))
-    if not std > 0:
+    if not std > 0 or x.min() == x.max():  # exact: rounding leaves constant inputs a std of ~1e-5
         raise ConfigError(
             "standardize", "the training inputs are constant, so they cannot be standardized; turn it off"
         )
@@ -167,6 +168,13 @@ class Trainer:
         self.image_shape = _image_shape(config, input_dim)
         self.dropout = bool(config.dropout_input or config.dropout_hidden)
         self.noisy = self.dropout or config.augment != "none"  # draws random numbers every step
+        total = config.epochs * self.steps_per_epoch
+        if total > _MAX_STEPS:  # optax counts steps in int32; the schedules would overflow
+            raise ConfigError(
+                "epochs",
+                f"expected at most {_MAX_STEPS // self.steps_per_epoch} epochs of {self.steps_per_epoch}"
+                f" steps (optax counts optimizer steps in int32), got {config.epochs}",
+            )
         self.optimizer = make_optimizer(config, self.steps_per_epoch)
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharded = NamedSharding(self.mesh, P("batch"))
@@ -279,19 +287,50 @@ def _global_array(a, sharding):
     return jax.make_array_from_process_local_data(sharding, a, a.shape)
 
 
-def load_resume(path, config):
+_MAX_STEPS = 2**31 - 1
+# optimizer: the arrays of its state, in params-sized copies
+_STATE_COPIES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+
+
+def check_memory(config, input_dim):
+    """Raises ConfigError when even a lower bound of training's memory exceeds what the device has free.
+
+    The bound: params, gradients and updates plus the optimizer's state (params-sized arrays each) and
+    one batch of activations; XLA needs more, so this only catches sizes that cannot fit at all.
+    """
+    from mlpnn_jax.devices import free_memory
+
+    sizes = (input_dim, *config.hidden, NUM_CLASSES)
+    n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    item = np.dtype(config.dtype).itemsize
+    copies = 3 + _STATE_COPIES[config.optimizer]
+    need = n_params * item * copies + 4 * config.batch_size * sum(config.hidden) * item
+    free = free_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            "hidden",
+            f"{list(config.hidden)} needs at least {need / 1e9:.1f} GB ({n_params:,} {config.dtype} params"
+            f" x {copies}: params, gradients, updates, {config.optimizer} state), but only"
+            f" {max(free, 0) / 1e9:.1f} GB is free; use fewer hidden units",
+        )
+
+
+def load_resume(path, config, input_dim=None):
     """The ``resume`` dict for ``train`` from a checkpoint of ``config`` (see ``checkpoint.save``).
 
     The optimizer state's tree structure comes from ``jax.eval_shape`` of the config's optimizer: no
-    arrays are made for it, and a checkpoint of another optimizer is a CheckpointError.
+    arrays are made for it, and a checkpoint of another optimizer is a CheckpointError. Every field is
+    validated against the config, and W1 against ``input_dim`` (the data's pixels) where it is known.
     """
     from mlpnn_jax import checkpoint
 
-    params = checkpoint.load(path)[0]
+    params = checkpoint.load(path, parse_config=type(config).from_json)[0]
+    if input_dim is not None:
+        checkpoint.check_input_dim(path, params, input_dim)
     template = jax.eval_shape(
         make_optimizer(config, 1).init, params
     )  # its structure: not the schedule's length
-    params, opt_state, meta = checkpoint.load(path, template)
+    params, opt_state, meta = checkpoint.load(path, template, parse_config=type(config).from_json)
     return {
         "train_params": params,
         "opt_state": opt_state,
@@ -356,17 +395,25 @@ def load_data(config, resume_from=None):
         ``train(config, data, params=params, resume=resume)``. params is None when resuming, or when
         the image size cannot be read ahead of the data set (``train`` then makes them).
     """
+    from mlpnn_jax import checkpoint
     from mlpnn_jax.data import image_size, load_mnist
 
     _check_dtype(config)
     params = resume = None
+    dim = image_size(config.data_dir)  # None unless the file's header is sound
+    check_memory(config, dim or 784)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load_mnist") as pool:
         loading = pool.submit(load_mnist, config.data_dir, dtype=config.dtype)
         if resume_from is not None:
-            resume = load_resume(resume_from, config)
-        elif dim := image_size(config.data_dir):
+            resume = load_resume(resume_from, config, dim)
+        elif dim:
             params = initial_params(config, dim)
-        return loading.result(), params, resume
+        data = loading.result()
+    if resume is not None:
+        checkpoint.check_input_dim(resume_from, resume["train_params"], data[0].shape[1])
+    elif dim != data[0].shape[1]:
+        check_memory(config, data[0].shape[1])
+    return data, params, resume
 
 
 def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, started=None):
