@@ -6,10 +6,12 @@ updates alone and keeps the average in its state, so it is checkpointed and resu
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -91,3 +93,31 @@ def ema_params(config, opt_state):
     if not config.ema_decay:
         return None
     return opt_state[-1].ema
+
+
+# optimizer: the arrays of its state, in params-sized copies
+_STATE_COPIES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+
+
+def check_memory(config, input_dim, num_classes=10):
+    """Raises ConfigError when even a lower bound of training's memory exceeds what the device has free.
+
+    The bound: params, gradients and updates plus the optimizer's state (params-sized arrays each) and
+    one batch of activations; XLA needs more, so this only catches sizes that cannot fit at all.
+    """
+    from mlpnn_jax.config import ConfigError
+    from mlpnn_jax.devices import free_memory
+
+    sizes = (input_dim, *config.hidden, num_classes)
+    n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    item = np.dtype(config.dtype).itemsize
+    copies = 3 + _STATE_COPIES[config.optimizer]
+    need = n_params * item * copies + 4 * config.batch_size * sum(config.hidden) * item
+    free = free_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            "hidden",
+            f"{list(config.hidden)} needs at least {need / 1e9:.1f} GB ({n_params:,} {config.dtype} params"
+            f" x {copies}: params, gradients, updates, {config.optimizer} state), but only"
+            f" {max(free, 0) / 1e9:.1f} GB is free; use fewer hidden units",
+        )

@@ -17,7 +17,6 @@ siblings and temporary files of killed runs are removed by the next claim.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime
 import errno
 import fcntl
@@ -310,7 +309,7 @@ class RunDir:
         if self.published:
             return
         try:
-            if not _exchange(self._staging, self.path):
+            if not checkpoint.exchange_dirs(self._staging, self.path):
                 old = self.path.parent / _SIBLING.format(name=self.path.name, tag="old", pid=os.getpid())
                 os.rename(self.path, old)  # a kill here leaves NAME missing: recover() puts new there
                 try:
@@ -319,7 +318,7 @@ class RunDir:
                     os.rename(old, self.path)
                     raise
                 self._staging = old
-            _fsync_dir(self.path.parent)
+            checkpoint.fsync_dir(self.path.parent)
         except OSError as e:
             raise RunWriteError(e.errno, f"cannot swap the new run into {self.path}: {e.strerror}") from None
         self.published = True
@@ -372,33 +371,6 @@ def write_guard(path, write):
         return write()
     except OSError as e:
         raise RunWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a, b):
-    """Atomically swaps directories ``a`` and ``b`` (Linux renameat2); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
 
 
 class TrainRun:

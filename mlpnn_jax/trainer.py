@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import itertools
 import math
 import time
 from typing import Any
@@ -29,7 +28,7 @@ from mlpnn_jax.augment import augment
 from mlpnn_jax.config import ConfigError, TrainConfig
 from mlpnn_jax.losses import get_loss
 from mlpnn_jax.model import apply, init_params
-from mlpnn_jax.optim import make_optimizer
+from mlpnn_jax.optim import check_memory, make_optimizer
 
 NUM_CLASSES = 10
 NOISE_STREAM = 0x6E6F6973  # fold_in of the epoch's key for its augmentation and dropout draws
@@ -288,31 +287,6 @@ def _global_array(a, sharding):
 
 
 _MAX_STEPS = 2**31 - 1
-# optimizer: the arrays of its state, in params-sized copies
-_STATE_COPIES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
-
-
-def check_memory(config, input_dim):
-    """Raises ConfigError when even a lower bound of training's memory exceeds what the device has free.
-
-    The bound: params, gradients and updates plus the optimizer's state (params-sized arrays each) and
-    one batch of activations; XLA needs more, so this only catches sizes that cannot fit at all.
-    """
-    from mlpnn_jax.devices import free_memory
-
-    sizes = (input_dim, *config.hidden, NUM_CLASSES)
-    n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
-    item = np.dtype(config.dtype).itemsize
-    copies = 3 + _STATE_COPIES[config.optimizer]
-    need = n_params * item * copies + 4 * config.batch_size * sum(config.hidden) * item
-    free = free_memory()
-    if free is not None and need > free:
-        raise ConfigError(
-            "hidden",
-            f"{list(config.hidden)} needs at least {need / 1e9:.1f} GB ({n_params:,} {config.dtype} params"
-            f" x {copies}: params, gradients, updates, {config.optimizer} state), but only"
-            f" {max(free, 0) / 1e9:.1f} GB is free; use fewer hidden units",
-        )
 
 
 def load_resume(path, config, input_dim=None):
