@@ -3,9 +3,18 @@
 Four host devices let the data-parallel tests shard batches on a machine without accelerators; x64 lets
 the validation tests work in float64. Every array the package makes has an explicit dtype, so float32
 code paths stay float32.
+
+Compiled programs are shared between the tests of one session through JAX's compilation cache in a
+temporary directory: each ``train`` call jits a fresh epoch whose XLA compile takes seconds and whose run
+on the small test sets takes milliseconds, and many tests train the same configuration several times (a
+full run, an interrupted one, its resumption). The cache hands back the executable XLA built for the
+same program, so what runs is unchanged. Child processes (``python -m mlpnn_jax``) do not get it: they
+start, compile and time their signals as a user's run does.
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -15,10 +24,17 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")  # JAX_PLATFORMS= (empty) runs the
 import jax
 
 jax.config.update("jax_enable_x64", True)
+_XLA_CACHE = tempfile.mkdtemp(prefix="mlpnn-jax-test-xla-cache-")
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)  # a config value: not inherited by children
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import pytest  # noqa: E402
 
 from mlpnn_jax.data import load_mnist, write_mnist  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
