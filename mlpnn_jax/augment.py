@@ -85,21 +85,59 @@ def augment(key, x, image_shape, cfg):
     Returns:
         (n, H * W) distorted images, of x's dtype; x itself for kind "none".
     """
+    return warp(draw(key, x.shape[0], image_shape, cfg, x.dtype), x, image_shape, cfg)
+
+
+def draw(key, n, image_shape, cfg, dtype=jnp.float32):
+    """The random draws of ``augment(key, x, ...)`` for n images of dtype ``dtype``, apart from the
+    elastic noise: a few numbers an image, so that an epoch can draw every step's in one vectorised
+    call (``jax.vmap`` over the steps' keys) before its scan instead of many small kernels a step.
+
+    Returns:
+        a dict: "inv" (n, 2, 2) and "offset" (n, 2), the maps from output to source pixel (affine,
+        both), and "elastic", the key of the elastic fields (elastic, both); empty for "none".
+    """
+    plan = {}
+    if cfg.kind == "none":
+        return plan
+    ct = _coord_dtype(dtype)
+    k_affine, k_elastic = jax.random.split(key)
+    if cfg.kind in ("affine", "both"):
+        angle, scale, shear, shift = random_affine_params(k_affine, n, cfg, ct)
+        plan["inv"], plan["offset"] = _inverse_affine(angle, scale, shear, shift, image_shape)
+    if cfg.kind in ("elastic", "both"):
+        plan["elastic"] = k_elastic
+    return plan
+
+
+def draw_steps(keys, n, image_shape, cfg, dtype=jnp.float32):
+    """``draw`` for each key of ``keys`` (steps,) at once, vectorised: its arrays stacked (steps, ...),
+    equal bit for bit to drawing them one by one. Drawn in a scan's steps, they cost many small kernels
+    a step; an epoch draws them all before its scan."""
+    return jax.vmap(lambda k: draw(k, n, image_shape, cfg, dtype))(keys)
+
+
+def warp(plan, x, image_shape, cfg):
+    """Distorts a flat batch as ``draw``'s plan says: ``augment`` given its draws.
+
+    Args:
+        plan: ``draw(key, n, image_shape, cfg, x.dtype)``.  x: (n, H * W) images.
+        image_shape: (H, W), static.  cfg: the AugmentConfig given to ``draw``.
+    Returns:
+        (n, H * W) distorted images, of x's dtype; x itself for kind "none".
+    """
     if cfg.kind == "none":
         return x
     h, w = image_shape
     n = x.shape[0]
     ct = _coord_dtype(x.dtype)
-    k_affine, k_elastic = jax.random.split(key)
     rows, cols = _grid((h, w), ct)
     src_r, src_c = jnp.broadcast_to(rows, (n, h, w)), jnp.broadcast_to(cols, (n, h, w))
-    inv = None
-    if cfg.kind in ("affine", "both"):
-        angle, scale, shear, shift = random_affine_params(k_affine, n, cfg, ct)
-        inv, offset = _inverse_affine(angle, scale, shear, shift, (h, w))
-        src_r, src_c = _apply_affine(inv, offset, rows, cols)
-    if cfg.kind in ("elastic", "both"):
-        d = elastic_field(k_elastic, n, (h, w), cfg.alpha, cfg.sigma, ct)
+    inv = plan.get("inv")
+    if inv is not None:
+        src_r, src_c = _apply_affine(inv, plan["offset"], rows, cols)
+    if "elastic" in plan:
+        d = elastic_field(plan["elastic"], n, (h, w), cfg.alpha, cfg.sigma, ct)
         if inv is not None:  # I0(S(p + e(p))) = I0(S(p) + A^-1 e(p)), as S is affine
             d = jnp.einsum("nab,nbhw->nahw", inv, d)
         src_r, src_c = src_r + d[:, 0], src_c + d[:, 1]
