@@ -230,19 +230,21 @@ def resample(images, src_r, src_c):
     n, h, w = images.shape
     # Two rows and columns of zeros on every side: a top-left corner clipped into [-2, H] x [-2, W]
     # reads a 2 x 2 patch that is all zeros exactly when the point is outside, so no masks are needed.
-    padded = jnp.pad(images.astype(src_r.dtype), ((0, 0), (2, 2), (2, 2)))
+    padded = jnp.pad(images.astype(src_r.dtype), ((0, 0), (2, 2), (2, 3)))
+    # Each pixel packed with its right neighbour into one complex number: a patch is 2 elements to
+    # gather, not 4. XLA's CPU gather costs about the same per element whatever its size, and it is most
+    # of the augmentation's cost; the values, hence the result, are those of a 2 x 2 float gather.
+    pairs = jax.lax.complex(padded[:, :, :-1], padded[:, :, 1:])  # (n, H + 4, W + 4)
     r0, c0 = jnp.floor(src_r), jnp.floor(src_c)
     fr, fc = src_r - r0, src_c - c0
-    r0 = jnp.clip(r0, -2, h).astype(jnp.int32) + 2
+    rows = jnp.arange(n, dtype=jnp.int32)[:, None, None] * (h + 4) + jnp.clip(r0, -2, h).astype(jnp.int32) + 2
     c0 = jnp.clip(c0, -2, w).astype(jnp.int32) + 2
-    batch = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None, None], src_r.shape)
-    dims = jax.lax.GatherDimensionNumbers(
-        offset_dims=(3, 4), collapsed_slice_dims=(0,), start_index_map=(0, 1, 2)
-    )
-    # One gather of a 2 x 2 patch per point: half the time of four single-element gathers on a CPU.
-    q = jax.lax.gather(padded, jnp.stack([batch, r0, c0], -1), dims, (1, 2, 2), mode="clip")
-    top = q[..., 0, 0] + fc * (q[..., 0, 1] - q[..., 0, 0])
-    bottom = q[..., 1, 0] + fc * (q[..., 1, 1] - q[..., 1, 0])
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(3,), collapsed_slice_dims=(1,), start_index_map=(0, 1))
+    # images stacked as one (n (H + 4), W + 4) array: two indices a point, rows of the stack and columns
+    q = jax.lax.gather(pairs.reshape(-1, w + 4), jnp.stack([rows, c0], -1), dims, (2, 1), mode="clip")
+    t, b = q[..., 0], q[..., 1]
+    top = t.real + fc * (t.imag - t.real)
+    bottom = b.real + fc * (b.imag - b.real)
     return top + fr * (bottom - top)
 
 
