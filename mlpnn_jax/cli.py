@@ -102,8 +102,8 @@ def _train(jax, signals, config, run, resume_from, done):
         if bar is not None:
             bar.close()
     if lead:
-        _finish_train(result, data, run)
-        _write_report(run.run.dir, data[2:])
+        classified = _finish_train(result, data, run)
+        _write_report(run.run.dir, data[2:], classified)
         if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return signals.exit_code if signals.requested is not None else 0
@@ -123,12 +123,15 @@ def _epoch_line(bar, record):
 
 
 def _finish_train(result, data, run):
-    """Writes the figures and the confusion matrix, and prints the summary."""
+    """Writes the figures and the confusion matrix, and prints the summary; returns the final params'
+    ``metrics.classify`` of the test set, for the report."""
     from mlpnn_jax import metrics
     from mlpnn_jax.runs import RUN_FILES
 
     hist, c = result.history, result.config
-    cm, acc = metrics.evaluate(result.params, data[2], data[3], c.activation, c.precision)
+    classified = metrics.classify(result.params, data[2], c.activation, c.precision)
+    cm = metrics.confusion_matrix(data[3], classified[1])
+    acc = metrics.accuracy(cm)
     run.write_figures(result, cm, acc)
     best = max(hist, key=lambda h: h["test_accuracy"])
     print(
@@ -142,6 +145,7 @@ def _finish_train(result, data, run):
             f" after {reached['elapsed']:.1f} s"
         )
     print(f"wrote {run.path}/: {' '.join(RUN_FILES)}")
+    return classified
 
 
 # ---------------------------------------------------------------- evaluate
@@ -273,13 +277,13 @@ def _reproduce_one(args, loss, network, data, signals):
 # ---------------------------------------------------------------- report
 
 
-def _write_report(run_dir, test_set=None):
-    """Writes run_dir/report.html, recording this machine for it."""
+def _write_report(run_dir, test_set=None, classified=None):
+    """Writes run_dir/report.html, recording this machine for it (``report.write_report``'s arguments)."""
     from mlpnn_jax import report
     from mlpnn_jax.runs import write_guard
 
     machine = report.machine_info()
-    write_guard(run_dir / report.REPORT, lambda: report.write_report(run_dir, machine, test_set))
+    write_guard(run_dir / report.REPORT, lambda: report.write_report(run_dir, machine, test_set, classified))
 
 
 def cmd_report(args, signals):

@@ -24,6 +24,20 @@ def _predict(params, x, activation):
     return jnp.argmax(apply(params, x, activation), axis=-1)
 
 
+def classify(params, x, activation="tanh", precision="default"):
+    """(class probabilities (m, K), predicted classes (m,)) of x (m, D) under ``params`` (for raw inputs),
+    as numpy; the classes are the logits' argmax, as ``predict``'s. One jitted forward pass for both,
+    shared by the train command and the report, so that they show the same numbers."""
+    with jax.default_matmul_precision(precision):
+        return tuple(np.asarray(a) for a in _classify(params, x, activation))
+
+
+@functools.partial(jax.jit, static_argnames=("activation",))
+def _classify(params, x, activation):
+    logits = apply(params, x, activation)
+    return jax.nn.softmax(logits, axis=-1), jnp.argmax(logits, axis=-1)
+
+
 def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
     """Counts (K, K) of true class (rows) against predicted class (columns), like scikit-learn's.
 

@@ -8,7 +8,6 @@ The page is built from the run's files alone, so ``mlpnn-jax report RUN_DIR`` re
 from __future__ import annotations
 
 import datetime
-import functools
 import html
 import json
 import os
@@ -86,7 +85,7 @@ def save_reproduction(run_dir, loss, params, seconds, epochs):
 # ---------------------------------------------------------------- the report
 
 
-def write_report(run_dir, machine=None, test_set=None):
+def write_report(run_dir, machine=None, test_set=None, classified=None):
     """Writes ``run_dir/report.html`` (atomically) for a train or reproduce run.
 
     Args:
@@ -96,6 +95,8 @@ def write_report(run_dir, machine=None, test_set=None):
             machine.json (a run without one shows "not recorded").
         test_set: (x_test (m, D), y_test (m,)) to skip reloading the run's data set; None loads the one
             its config names (the bundled MNIST by default).
+        classified: a train run's ``metrics.classify`` of its final params on test_set, (probabilities
+            (m, K), classes (m,)), to skip computing them again; None computes them.
     Returns:
         The report's path.
     Raises:
@@ -109,7 +110,7 @@ def write_report(run_dir, machine=None, test_set=None):
     elif (run_dir / MACHINE).is_file():
         machine = _read_json(run_dir / MACHINE)
     if (run_dir / checkpoint.CHECKPOINT).is_file():
-        page = _train_page(run_dir, machine, test_set)
+        page = _train_page(run_dir, machine, test_set, classified)
     elif (run_dir / REPRODUCE).is_file():
         page = _reproduce_page(run_dir, machine, test_set)
     else:
@@ -138,25 +139,17 @@ def _test_set(test_set, data_dir, dtype, n_inputs):
     return x, y
 
 
-@functools.partial(jax.jit, static_argnames=("activation",))
-def _classify(params, x, activation):
-    from mlpnn_jax.model import apply
+def _train_page(run_dir, machine, test_set, classified):
+    from mlpnn_jax import metrics
+    from mlpnn_jax.trainer import saved_params
 
-    logits = apply(params, x, activation)
-    # argmax of the logits, not of the probabilities: the same predictions as trainer.predict
-    return jax.nn.softmax(logits, axis=-1), jax.numpy.argmax(logits, axis=-1)
-
-
-def _train_page(run_dir, machine, test_set):
-    from mlpnn_jax.trainer import TrainConfig, fold_input_stats
-
-    params, _, meta = checkpoint.load(run_dir / checkpoint.CHECKPOINT)
-    config = TrainConfig.from_json(meta["config"])
+    # the params as the run evaluated them: the moving average of the weights when it kept one
+    params, config = saved_params(run_dir / checkpoint.CHECKPOINT)
     history = _history(run_dir / "metrics.jsonl")
-    params = fold_input_stats(params, meta["input_stats"])
     x, y = _test_set(test_set, config.data_dir, config.dtype, params["W1"].shape[0])
-    with jax.default_matmul_precision(config.precision):
-        probs, pred = (np.asarray(a) for a in _classify(params, x, config.activation))
+    if classified is None:
+        classified = metrics.classify(params, x, config.activation, config.precision)
+    probs, pred = classified
     cm = _confusion(y, pred, probs.shape[1])
     acc = np.trace(cm) / cm.sum()
     last = history[-1]

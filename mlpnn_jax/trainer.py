@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mlpnn_jax import optim
-from mlpnn_jax.augment import augment
+from mlpnn_jax.augment import draw_steps, warp
 from mlpnn_jax.config import ConfigError, TrainConfig
 from mlpnn_jax.losses import get_loss
 from mlpnn_jax.model import apply, init_params
@@ -165,6 +165,7 @@ class Trainer:
             )
         self.steps_per_epoch = n_train // config.batch_size
         self.image_shape = _image_shape(config, input_dim)
+        self.augment_config = config.augment_config()
         self.dropout = bool(config.dropout_input or config.dropout_hidden)
         self.noisy = self.dropout or config.augment != "none"  # draws random numbers every step
         total = config.epochs * self.steps_per_epoch
@@ -209,9 +210,12 @@ class Trainer:
         bs, nb = self.config.batch_size, self.steps_per_epoch
         key = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
         perm = jax.random.permutation(key, x.shape[0])[: nb * bs].reshape(nb, bs)
-        # the step number and its own key only where random draws need them: the plain epoch stays plain
-        xs = (perm, jnp.arange(nb)) if self.noisy else (perm,)
-        step = self._step_fn(x, y, stats, jax.random.fold_in(key, NOISE_STREAM))
+        xs = (perm,)  # the steps' random draws only where they are needed: the plain epoch stays plain
+        if self.noisy:  # step i's keys: split(fold_in(noise_key, i)); its augmentation's draws made here
+            noise_key = jax.random.fold_in(key, NOISE_STREAM)
+            keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(noise_key, i)))(jnp.arange(nb))
+            xs += (draw_steps(keys[:, 0], bs, self.image_shape, self.augment_config, x.dtype), keys[:, 1])
+        step = self._step_fn(x, y, stats)
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), xs)
         ema = optim.ema_params(self.config, opt_state)
         evaluated = params if ema is None else ema
@@ -223,20 +227,18 @@ class Trainer:
             metrics.update(validation_loss=loss, validation_correct=correct)
         return (params, opt_state), metrics
 
-    def _step_fn(self, x, y, stats, noise_key):
+    def _step_fn(self, x, y, stats):
         """The scan body: one optimizer step on the batch of the indices it is given."""
-        c, mean, std = self.config, *stats
-        batch_loss = _batch_loss_fn(c)
-        augment_config = c.augment_config()
+        (mean, std), batch_loss = stats, _batch_loss_fn(self.config)
 
         def step(carry, xs):
             params, opt_state = carry
             idx = jax.lax.with_sharding_constraint(xs[0], self.batch_sharded)
             xb, dropout_key = x[idx], ()
             if self.noisy:
-                augment_key, drop = jax.random.split(jax.random.fold_in(noise_key, xs[1]))
+                plan, drop = xs[1:]
                 dropout_key = (drop,) if self.dropout else ()
-                xb = augment(augment_key, xb, self.image_shape, augment_config)
+                xb = warp(plan, xb, self.image_shape, self.augment_config)
             xb = (xb - mean) / std  # standardizing per batch costs far less than the matmuls
             loss, grads = jax.value_and_grad(batch_loss)(params, xb, y[idx], *dropout_key)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
