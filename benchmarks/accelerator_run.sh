@@ -34,8 +34,9 @@ step() {  # step NAME COMMAND...: runs it, logs to OUT/NAME.log, records exit co
 cat "$out/environment.txt" >>"$summary"
 
 step tests python3 -m pytest -q -p no:cacheprovider "${quick_tests[@]}"  # on CPU: tests/conftest.py
-# the gradient-equivalence and reproduction tests again, on the accelerator (JAX_PLATFORMS='' picks it)
-step tests_accelerator env JAX_PLATFORMS= python3 -m pytest -q -p no:cacheprovider tests/test_gradients.py tests/test_reproduce.py
+# the gradient-equivalence and reproduction tests again, on the accelerator (JAX_PLATFORMS='' picks it),
+# in one process (-n 0): not one pytest-xdist worker per core, each with its own share of the device
+step tests_accelerator env JAX_PLATFORMS= python3 -m pytest -q -p no:cacheprovider -n 0 tests/test_gradients.py tests/test_reproduce.py
 step reproduce_f64 mlpnn-jax reproduce --loss both --epochs "$epochs" --dtype float64 --out "$out/reproduce_f64"
 step reproduce_f32 mlpnn-jax reproduce --loss both --epochs "$epochs" --dtype float32 --out "$out/reproduce_f32"
 step train mlpnn-jax train --target-accuracy 0.98 --out "$out/train" --overwrite

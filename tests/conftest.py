@@ -20,6 +20,8 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # JAX_PLATFORMS= (empty) runs the tests on an accelerator
+# ... where every pytest-xdist worker is a process of its own: none may take 75% of the device's memory
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 
