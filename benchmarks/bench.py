@@ -50,7 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_report import render, write_json
+from bench_report import render
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baseline.py"
@@ -423,6 +423,8 @@ def main(argv=None):
     results["runtime_s"] = time.perf_counter() - start
     print(render(results, TARGET, SPEEDUP_GOAL), flush=True)
     if args.json:
+        from mlpnn_jax.checkpoint import write_json  # atomic, as a run's files
+
         write_json(args.json, results)
         log(f"wrote {args.json}")
     return 0

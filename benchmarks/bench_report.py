@@ -1,11 +1,6 @@
-"""The plain-text report and the JSON file of benchmarks/bench.py: formatting only, no measuring."""
+"""The plain-text report of benchmarks/bench.py: formatting only, no measuring."""
 
 from __future__ import annotations
-
-import json
-import os
-import tempfile
-from pathlib import Path
 
 
 def table(headers, rows):
@@ -131,17 +126,3 @@ def render(results, target, goal):
         f"benchmark runtime {duration(results['runtime_s'])}",
     ]
     return "\n\n".join(parts)
-
-
-def write_json(path, results):
-    """Writes results to path atomically (a temporary file in the same folder, then os.replace)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
