@@ -1,8 +1,8 @@
-"""The frontier recipe's test accuracy over seeds: `mlpnn-jax train --preset frontier`, as a user runs it.
+"""A preset's test accuracy over seeds: `mlpnn-jax train --preset frontier`, as a user runs it.
 
-    python benchmarks/frontier.py [--seeds 0 1 2] [--json FILE] [--out DIR] [-- EXTRA TRAIN FLAGS]
+    python benchmarks/frontier.py [--preset NAME] [--seeds 0 1 2] [--json FILE] [--out DIR] [-- TRAIN FLAGS]
 
-Each seed is one whole `python -m mlpnn_jax train --preset frontier --seed S` process (this checkout's
+Each seed is one whole `python -m mlpnn_jax train --preset NAME --seed S` process (this checkout's
 package, start-up and data loading included). The figure reported is the LAST epoch's test accuracy of a
 recipe fixed in advance (not the best epoch), with the last epoch's validation accuracy when the run holds
 a validation set out. Prints a Markdown table (per seed, then mean and spread) and writes the same as JSON.
@@ -20,11 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, like the runs below
+
+from mlpnn_jax.checkpoint import write_json  # noqa: E402
+from mlpnn_jax.config import PRESETS  # noqa: E402
 
 
-def run_seed(seed, out, extra):
-    """The last metrics row of one `train --preset frontier` process, with its wall time."""
-    argv = [sys.executable, "-m", "mlpnn_jax", "train", "--preset", "frontier", "--seed", str(seed)]
+def run_seed(preset, seed, out, extra):
+    """The last metrics row of one `train --preset PRESET` process, with its wall time."""
+    argv = [sys.executable, "-m", "mlpnn_jax", "train", "--preset", preset, "--seed", str(seed)]
     argv += ["--out", str(out), "--overwrite", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
@@ -79,6 +83,7 @@ def _val_cell(summary):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="frontier", choices=PRESETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--out", help="keep the run directories here (default: a temporary directory)")
@@ -88,15 +93,16 @@ def main(argv=None):
         root = Path(args.out or tmp)
         runs = []
         for seed in args.seeds:
-            runs.append(run_seed(seed, root / f"frontier-seed{seed}", args.extra))
+            runs.append(run_seed(args.preset, seed, root / f"{args.preset}-seed{seed}", args.extra))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     summary = {k: spread([r[k] for r in runs]) for k in ("test_accuracy", "process_seconds", "train_seconds")}
     if all(r["validation_accuracy"] is not None for r in runs):
         summary["validation_accuracy"] = spread([r["validation_accuracy"] for r in runs])
     print(table(runs, summary))
-    result = {"command": "mlpnn-jax train --preset frontier", "extra": args.extra, "runs": runs, **summary}
+    command = f"mlpnn-jax train --preset {args.preset}"
+    result = {"command": command, "extra": args.extra, "runs": runs, **summary}
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
