@@ -175,15 +175,16 @@ def test_augmentation_is_deterministic_and_resumes_equal(small_mnist, tmp_path, 
     ]
 
 
-def test_presets_fill_in_and_explicit_options_override():
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"fast"}))
+def test_presets_fill_in_and_explicit_options_override(name):
     from mlpnn_jax.cli import build_parser
 
     assert TrainConfig(preset="fast") == TrainConfig()
-    frontier = TrainConfig(preset="frontier")
-    assert PRESETS["frontier"] and all(getattr(frontier, k) == v for k, v in PRESETS["frontier"].items())
-    args = build_parser().parse_args(["train", "--preset", "frontier", "--epochs", "2", "--ema-decay", "0"])
+    preset = TrainConfig(preset=name)
+    assert PRESETS[name] and all(getattr(preset, k) == v for k, v in PRESETS[name].items())
+    args = build_parser().parse_args(["train", "--preset", name, "--epochs", "2", "--ema-decay", "0"])
     config = TrainConfig(**given_options(args))
-    assert (config.epochs, config.ema_decay, config.augment) == (2, 0.0, PRESETS["frontier"]["augment"])
+    assert (config.epochs, config.ema_decay, config.augment) == (2, 0.0, PRESETS[name]["augment"])
     # a config rebuilt from all its fields (resume, replace) keeps them, whatever its preset
     assert TrainConfig.from_json(config.to_json()) == config
     assert dataclasses.replace(config, seed=1).epochs == 2
@@ -207,7 +208,7 @@ def test_augmentation_needs_square_images(small_mnist):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--preset", "slow"], "--preset: expected one of fast, frontier, got 'slow'"),
+        (["--preset", "slow"], "--preset: expected one of fast, frontier, deep, got 'slow'"),
         (["--augment", "warp"], "--augment: expected one of none, affine, elastic, both"),
         (["--augment-degrees", "-1"], "--augment-degrees: expected in [0, 180]"),
         (["--augment-scale", "1.2", "0.9"], "--augment-scale: expected two numbers 0 < low <= high"),
