@@ -1,4 +1,4 @@
-"""A preset's test accuracy over seeds: `mlpnn-jax train --preset frontier`, as a user runs it.
+"""A preset's test accuracy over seeds: `mlpnn-jax train --preset NAME` (default frontier), as a user runs it.
 
     python benchmarks/frontier.py [--preset NAME] [--seeds 0 1 2] [--json FILE] [--out DIR] [-- TRAIN FLAGS]
 
@@ -28,9 +28,11 @@ from mlpnn_jax.config import PRESETS  # noqa: E402
 
 def run_seed(preset, seed, out, extra):
     """The last metrics row of one `train --preset PRESET` process, with its wall time."""
-    argv = [sys.executable, "-m", "mlpnn_jax", "train", "--preset", preset, "--seed", str(seed)]
+    # -P: not the current directory's mlpnn_jax (another checkout) but this one's, from PYTHONPATH
+    argv = [sys.executable, "-P", "-m", "mlpnn_jax", "train", "--preset", preset, "--seed", str(seed)]
     argv += ["--out", str(out), "--overwrite", *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # no empty entry: it means "."
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     start = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -83,7 +85,7 @@ def _val_cell(summary):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="frontier", choices=PRESETS)
+    parser.add_argument("--preset", default="frontier", choices=PRESETS, help="the preset to run (frontier)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--out", help="keep the run directories here (default: a temporary directory)")

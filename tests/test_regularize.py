@@ -184,10 +184,19 @@ def test_presets_fill_in_and_explicit_options_override(name):
     assert PRESETS[name] and all(getattr(preset, k) == v for k, v in PRESETS[name].items())
     args = build_parser().parse_args(["train", "--preset", name, "--epochs", "2", "--ema-decay", "0"])
     config = TrainConfig(**given_options(args))
-    assert (config.epochs, config.ema_decay, config.augment) == (2, 0.0, PRESETS[name]["augment"])
+    assert config == dataclasses.replace(preset, epochs=2, ema_decay=0.0)
     # a config rebuilt from all its fields (resume, replace) keeps them, whatever its preset
     assert TrainConfig.from_json(config.to_json()) == config
     assert dataclasses.replace(config, seed=1).epochs == 2
+
+
+def test_the_presets_are_the_commands_the_readme_measured():
+    """The README's figures are of these flags; a preset that drifts from them has no figures."""
+    as_flags = lambda name: dataclasses.replace(TrainConfig(preset=name), preset="fast")  # noqa: E731
+    frontier = TrainConfig(augment="affine", ema_decay=0.999, epochs=150)
+    assert as_flags("frontier") == frontier
+    deep = dataclasses.replace(frontier, hidden=(1000, 500), activation="relu", augment="both", epochs=200)
+    assert as_flags("deep") == deep
 
 
 def test_a_config_saved_before_these_options_resumes_as_it_was():
