@@ -1,17 +1,17 @@
 """The cost of on-device augmentation, as a fraction of a train epoch, measured side by side.
 
-    python benchmarks/augment.py [--repeats 5] [--train 60000] [--json FILE]
+    python benchmarks/augment.py [--preset fast] [--hidden H ...] [--repeats 5] [--train 60000] [--json FILE]
 
-The trainer's own compiled epoch (the default recipe: 784-1000-10 tanh, batch 128, Nesterov momentum,
-label smoothing, and the test set's evaluation) on the first ``--train`` MNIST training images, once
-for each ``--augment`` kind. Each kind's time is the median of ``--repeats`` epochs, interleaved so that
+The trainer's own compiled epoch (by default the fast recipe: 784-1000-10 tanh, batch 128, Nesterov
+momentum, label smoothing, and the test set's evaluation; ``--preset`` and ``--hidden`` give another
+recipe's net, its moving average included) on the first ``--train`` MNIST training images, once for each
+``--augment`` kind. Each kind's time is the median of ``--repeats`` epochs, interleaved so that
 a busy machine slows all of them alike; the table gives seconds per epoch, the augmentation's extra time
 as a percentage of the plain epoch, and the same from the process's CPU time (less hurt by other
 processes on a shared machine, but blind to how well the threads overlap).
 """
 
 import argparse
-import json
 import statistics
 import time
 
@@ -19,11 +19,17 @@ import jax
 
 from mlpnn_jax import TrainConfig, load_mnist
 from mlpnn_jax.augment import KINDS
+from mlpnn_jax.checkpoint import write_json
+from mlpnn_jax.config import PRESETS
 from mlpnn_jax.trainer import Trainer, initial_params, input_stats
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--preset", default="fast", choices=PRESETS, help="the recipe whose epoch to time (fast)"
+    )
+    parser.add_argument("--hidden", type=int, nargs="+", help="hidden sizes instead of the preset's")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train", type=int, default=60000, help="training images an epoch")
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -32,7 +38,9 @@ def main():
     data = (x[: args.train], y[: args.train], x_test, y_test)
     runs = {}
     for kind in KINDS:
-        config = TrainConfig(augment=kind)
+        config = TrainConfig(
+            preset=args.preset, augment=kind, **({"hidden": args.hidden} if args.hidden else {})
+        )
         trainer = Trainer(config, len(data[0]), n_test=len(x_test), input_dim=x.shape[1])
         dev = trainer.place_data(data, input_stats(data[0]))
         state, metrics = trainer.epoch(trainer.init_state(initial_params(config, x.shape[1])), 1, dev)
@@ -48,9 +56,11 @@ def main():
             wall[kind].append(time.perf_counter() - t)
             cpu[kind].append(time.process_time() - c)
     base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
-    steps = runs["none"][0].steps_per_epoch
+    trainer = runs["none"][0]
+    net = "-".join(str(n) for n in (x.shape[1], *trainer.config.hidden, 10))
     print(
-        f"| augment | s / epoch ({steps} steps of 128, 784-1000-10) | extra, % of a plain epoch | CPU time |"
+        f"| augment | s / epoch ({trainer.steps_per_epoch} steps of {trainer.config.batch_size}, {net} "
+        f"{trainer.config.activation}) | extra, % of a plain epoch | CPU time |"
     )
     print("|---|---|---|---|")
     table = {}
@@ -65,10 +75,8 @@ def main():
         extra, extra_cpu = table[kind]["extra_percent"], table[kind]["cpu_extra_percent"]
         print(f"| {kind} | {t:.2f} | {extra:+.0f}% | {extra_cpu:+.0f}% |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"train": args.train, "repeats": args.repeats, "wall": wall, "cpu": cpu, "table": table}, f
-            )
+        meta = {"preset": args.preset, "net": net, "train": args.train, "repeats": args.repeats}
+        write_json(args.json, meta | {"wall": wall, "cpu": cpu, "table": table})
 
 
 if __name__ == "__main__":
