@@ -24,6 +24,48 @@ from mlpnn_jax.config import PRESETS
 from mlpnn_jax.trainer import Trainer, initial_params, input_stats
 
 
+def compiled_runs(data, preset, hidden):
+    """For each ``--augment`` kind: [trainer, device data, state] after one epoch that compiles it."""
+    x = data[0]
+    runs = {}
+    for kind in KINDS:
+        config = TrainConfig(preset=preset, augment=kind, **({"hidden": hidden} if hidden else {}))
+        trainer = Trainer(config, len(x), n_test=len(data[2]), input_dim=x.shape[1])
+        dev = trainer.place_data(data, input_stats(x))
+        state, metrics = trainer.epoch(trainer.init_state(initial_params(config, x.shape[1])), 1, dev)
+        jax.block_until_ready(metrics)
+        runs[kind] = [trainer, dev, state]
+    return runs
+
+
+def timed_epochs(runs, repeats):
+    """Wall and CPU seconds of ``repeats`` epochs of each kind, interleaved: ({kind: [s]}, {kind: [s]})."""
+    wall, cpu = {kind: [] for kind in runs}, {kind: [] for kind in runs}
+    for r in range(repeats):
+        for kind, (trainer, dev, state) in runs.items():
+            t, c = time.perf_counter(), time.process_time()
+            runs[kind][2], metrics = trainer.epoch(state, r + 2, dev)
+            jax.block_until_ready(metrics)
+            wall[kind].append(time.perf_counter() - t)
+            cpu[kind].append(time.process_time() - c)
+    return wall, cpu
+
+
+def cost_table(wall, cpu):
+    """Each kind's median seconds and its extra over the plain epoch, in percent, wall and CPU."""
+    base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
+    table = {}
+    for kind in wall:
+        t, c = statistics.median(wall[kind]), statistics.median(cpu[kind])
+        table[kind] = {
+            "seconds": t,
+            "extra_percent": 100 * (t - base) / base,
+            "cpu_seconds": c,
+            "cpu_extra_percent": 100 * (c - base_cpu) / base_cpu,
+        }
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -35,27 +77,9 @@ def main():
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     x, y, x_test, y_test = load_mnist()
-    data = (x[: args.train], y[: args.train], x_test, y_test)
-    runs = {}
-    for kind in KINDS:
-        config = TrainConfig(
-            preset=args.preset, augment=kind, **({"hidden": args.hidden} if args.hidden else {})
-        )
-        trainer = Trainer(config, len(data[0]), n_test=len(x_test), input_dim=x.shape[1])
-        dev = trainer.place_data(data, input_stats(data[0]))
-        state, metrics = trainer.epoch(trainer.init_state(initial_params(config, x.shape[1])), 1, dev)
-        jax.block_until_ready(metrics)  # compiled
-        runs[kind] = [trainer, dev, state]
-    wall, cpu = {kind: [] for kind in KINDS}, {kind: [] for kind in KINDS}
-    for r in range(args.repeats):
-        for kind in KINDS:
-            trainer, dev, state = runs[kind]
-            t, c = time.perf_counter(), time.process_time()
-            runs[kind][2], metrics = trainer.epoch(state, r + 2, dev)
-            jax.block_until_ready(metrics)
-            wall[kind].append(time.perf_counter() - t)
-            cpu[kind].append(time.process_time() - c)
-    base, base_cpu = statistics.median(wall["none"]), statistics.median(cpu["none"])
+    runs = compiled_runs((x[: args.train], y[: args.train], x_test, y_test), args.preset, args.hidden)
+    wall, cpu = timed_epochs(runs, args.repeats)
+    table = cost_table(wall, cpu)
     trainer = runs["none"][0]
     net = "-".join(str(n) for n in (x.shape[1], *trainer.config.hidden, 10))
     print(
@@ -63,17 +87,9 @@ def main():
         f"{trainer.config.activation}) | extra, % of a plain epoch | CPU time |"
     )
     print("|---|---|---|---|")
-    table = {}
-    for kind in KINDS:
-        t, c = statistics.median(wall[kind]), statistics.median(cpu[kind])
-        table[kind] = {
-            "seconds": t,
-            "extra_percent": 100 * (t - base) / base,
-            "cpu_seconds": c,
-            "cpu_extra_percent": 100 * (c - base_cpu) / base_cpu,
-        }
-        extra, extra_cpu = table[kind]["extra_percent"], table[kind]["cpu_extra_percent"]
-        print(f"| {kind} | {t:.2f} | {extra:+.0f}% | {extra_cpu:+.0f}% |")
+    for kind, row in table.items():
+        extra, extra_cpu = row["extra_percent"], row["cpu_extra_percent"]
+        print(f"| {kind} | {row['seconds']:.2f} | {extra:+.0f}% | {extra_cpu:+.0f}% |")
     if args.json:
         meta = {"preset": args.preset, "net": net, "train": args.train, "repeats": args.repeats}
         write_json(args.json, meta | {"wall": wall, "cpu": cpu, "table": table})
