@@ -396,8 +396,9 @@ def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout
     by_slot = {s.canon: s for s in layout.slots}
     checks = {}
     for k in keys:
+        slot = by_slot[k]
         pc = compare.param_check(
-            k, probs, cmp, shapes, dtypes, status, lambda p, s=by_slot[k]: s.user_shape(p.sizes)
+            k, probs, cmp, shapes, dtypes, status, lambda p, s=slot: s.user_shape(p.sizes), slot.to_user
         )
         checks[labels[k]] = dataclasses.replace(pc, name=labels[k])
     net = ref.net
@@ -463,6 +464,7 @@ def _convention_json(conv, ref):
         "forward": conv.target.forward_name or None,
         "exposed": ref.exposed,
         "reference": "finite differences of your loss" if ref.nets is None else "jax.grad",
+        "net": None if ref.net is None else dataclasses.asdict(ref.net),
     }
 
 

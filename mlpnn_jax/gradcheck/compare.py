@@ -41,6 +41,7 @@ def compare(got, expected, rtol=RTOL):
         "max_entry_rel_err": float(entry.max(initial=0.0)),
         "worst_index": tuple(int(i) for i in worst),
         "bad": entry > rtol,
+        "entries": entry,
         "ok": bool(float(entry.max(initial=0.0)) <= rtol),
     }
 
@@ -147,8 +148,14 @@ def _shape_hint(got, problem, expected, role):
     return ": " + "; ".join(hints) if hints else ""
 
 
-def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape):
-    """The ParamCheck of one parameter from its per-problem comparisons."""
+def _rounded(x):
+    """An entry's error to 3 digits for the JSON report; None where it is not finite."""
+    return float(f"{x:.3g}") if math.isfinite(x) else None
+
+
+def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape, to_user):
+    """The ParamCheck of one parameter from its per-problem comparisons; ``to_user`` puts a canonical
+    array in the user's layout (for the per-entry errors, which the page draws as a heat map)."""
     order = ["missing", "type", "transposed", "shape", "nonfinite", "mismatch", "dtype", "saturated", "ok"]
     per, worst_status, errs, worst, got_syms = [], "ok", [], None, []
     for p in problems:
@@ -170,6 +177,7 @@ def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape):
         if c is not None:
             entry.update({k: c[k] for k in ("max_abs_err", "max_rel_err", "max_entry_rel_err")})
             entry.update(worst_index=list(c["worst_index"]), ok=c["ok"] and st == "ok")
+            entry["entry_errors"] = np.vectorize(_rounded, otypes=[object])(to_user(c["entries"])).tolist()
             if not errs or c["max_entry_rel_err"] > max(e[2] for e in errs):
                 worst = (p.name, c["worst_index"])
             errs.append((c["max_abs_err"], c["max_rel_err"], c["max_entry_rel_err"]))

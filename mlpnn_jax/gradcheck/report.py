@@ -151,6 +151,7 @@ class Report:
             "params": {k: v.to_json() for k, v in self.params.items()},
             "diagnoses": [d.to_json() for d in self.diagnoses],
             "reference_check": jsonable(self.reference_check),
+            "table": self.to_table(),  # the text report, for tools that print it beside the JSON
         }
 
     def to_table(self):
