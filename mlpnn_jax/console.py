@@ -8,13 +8,13 @@ import sys
 import threading
 
 
-def progress(total, desc, initial=0):
+def progress(total, desc, initial=0, unit="epoch"):
     """A tqdm bar on a terminal; None (plain lines instead) when output goes to a file or pipe."""
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True, leave=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
 
 
 def say(bar, line):

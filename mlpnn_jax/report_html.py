@@ -69,15 +69,15 @@ def chart(series, ylabel, title, log=False):
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue().encode()).decode()
 
 
-def png(gray):
-    """A grayscale uint8 image (h, w) as PNG bytes."""
-    h, w = gray.shape
-    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(gray, np.uint8))
+def png(pixels):
+    """A uint8 image, grayscale (h, w) or RGB (h, w, 3), as PNG bytes."""
+    h, w = pixels.shape[:2]
+    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(pixels, np.uint8))
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    header = struct.pack(">IIBBBBB", w, h, 8, 2 if pixels.ndim == 3 else 0, 0, 0, 0)  # 8-bit RGB or gray
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
@@ -314,8 +314,11 @@ footer{color:var(--muted);font-size:12px;margin-top:22px;text-align:center}
 """
 
 
-def page(title, run_dir, subtitle, kpis, sections):
-    """The whole page: a header with the key figures in tiles, then the sections; a string of HTML."""
+def page(title, run_dir, subtitle, kpis, sections, css=""):
+    """The whole page: a header with the key figures in tiles, then the sections; a string of HTML.
+
+    ``css`` is added to the page's own style sheet (for pages other than a run's report).
+    """
     tiles = "".join(
         f'<div class="kpi"><div class="v">{html.escape(v)}</div><div class="l">{html.escape(k)}</div></div>'
         for v, k in kpis
@@ -327,7 +330,8 @@ def page(title, run_dir, subtitle, kpis, sections):
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}: {html.escape(Path(run_dir).name)}</title><style>{_CSS}</style></head>"
+        f"<title>{html.escape(title)}: {html.escape(Path(run_dir).name)}</title>"
+        f"<style>{_CSS}{css}</style></head>"
         f'<body><main><header><div class="eyebrow">mlpnn-jax · <span class="run">{html.escape(str(run_dir))}'
         f'</span></div><h1>{html.escape(title)}</h1><p class="sub">{html.escape(subtitle)}</p></header>'
         f'<div class="kpis">{tiles}</div>'
