@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a failed run (divergence, a file that could not be writ
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -298,7 +299,7 @@ def cmd_report(args, signals):
 # ---------------------------------------------------------------- gradcheck
 
 
-def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **request):
+def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, html=None, **request):
     """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
 
     ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
@@ -306,42 +307,117 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **r
 
     ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
     The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
-    user's traceback and one ``error:`` line, go to ``err``. Exit 0 when everything matches, 1 when
-    anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
+    user's traceback and one ``error:`` line, go to ``err``. ``html``: also write the check's page
+    there. Exit 0 when everything matches, 1 when anything does not, 2 when the check could not run
+    (bad PATH:NAME, the code raised, hung or exited).
     """
-    from mlpnn_jax.gradcheck.isolate import Request, run_file, run_isolated
+    from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_file, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    try:
-        precheck(target)  # a missing file or function: no child process needed to say so
-    except LoadError as e:
-        err.write(f"error: {e}\n")
-        return 2
     options = {
         k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
     }
     request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
-    req = Request(target=target, options=options, **request)
-    outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
+    as_json = request.pop("as_json", False)
+    req = Request(target=target, options=options, as_json=as_json or html is not None, **request)
+    try:
+        precheck(target)  # a missing file or function: no child process needed to say so
+        outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
+    except LoadError as e:
+        outcome, chatter = Outcome(2, error=str(e)), ""
     err.write(chatter)
+    if html is not None:
+        _write_page(html, target, outcome)
     if outcome.code == 2:
         err.write(outcome.traceback)
         err.write(f"error: {outcome.error}\n")
         return 2
-    out.write(outcome.report)
+    out.write(outcome.report if as_json or html is None else json.loads(outcome.report)["table"] + "\n")
     return outcome.code
 
 
+def _write_page(path, target, outcome):
+    """The check's page (``--html``), written atomically."""
+    from mlpnn_jax.checkpoint import write_text
+    from mlpnn_jax.gradcheck import classroom, page
+
+    row = classroom.row(target.rpartition(":")[0], outcome, 0.0)
+    write_text(path, page.render(row.path, row.verdict, row.message, row.report, row.traceback))
+
+
+def run_gradcheck_class(targets, *, jobs, summary, timeout, **request):
+    """``mlpnn-jax gradcheck`` on many files: one line each, a total, ``summary`` and its pages.
+
+    ``targets`` are PATH:NAME with PATH a file, a directory or a glob; ``request`` the fields of
+    ``gradcheck.isolate.Request`` but the target. Returns the worst of the files' exit codes.
+    """
+    from mlpnn_jax.gradcheck import classroom
+
+    files = classroom.expand(targets)
+    width = max(len(t.rpartition(":")[0]) for t in files)
+    bar = progress(len(files), "gradcheck", unit="file")
+    rows = [None] * len(files)
+    for i, row in classroom.check_all(files, request, timeout, jobs):
+        rows[i] = row
+        say(bar, classroom.line(row, width))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    if summary is not None:
+        rows = classroom.write_pages(rows, summary)
+        classroom.write_summary(summary, rows)
+    print(classroom.total(rows), flush=True)
+    return classroom.exit_code(rows)
+
+
 def cmd_gradcheck(args, signals):
-    """The gradcheck subcommand (see ``add_gradcheck_parser``)."""
+    """The gradcheck subcommand (see ``add_gradcheck_parser``): one file, or a class of them."""
+    from mlpnn_jax.gradcheck import classroom
+
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
     keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
     request = {k: getattr(args, k) for k in keys}
     options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
-    return run_gradcheck(args.target, as_json=args.json, timeout=args.timeout, **request, **options)
+    try:
+        if not classroom.is_class(args.target, args.summary):
+            _single_options(args)
+            return run_gradcheck(
+                args.target[0], as_json=args.json, timeout=args.timeout, html=args.html, **request, **options
+            )
+        _class_options(args)
+        return run_gradcheck_class(
+            args.target,
+            jobs=args.jobs or classroom.default_jobs(),
+            summary=args.summary,
+            timeout=args.timeout,
+            options=options,
+            **request,
+        )
+    except classroom.ClassError as e:
+        raise UsageError(str(e)) from e
+
+
+def _single_options(args):
+    if args.jobs is not None:
+        raise UsageError("--jobs: checks several files at once; give several targets, a directory or a glob")
+    if args.html is not None and not Path(args.html).parent.is_dir():
+        raise UsageError(f"--html: {Path(args.html).parent} is not a directory")
+
+
+def _class_options(args):
+    from mlpnn_jax.gradcheck import classroom
+
+    for flag_name, given in (("--json", args.json), ("--html", args.html is not None)):
+        if given:
+            raise UsageError(f"{flag_name} is for one check; with several files use --summary FILE.json")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1; got {args.jobs}")
+    if args.summary is not None:
+        classroom.check_summary_path(args.summary)
 
 
 # ---------------------------------------------------------------- main

@@ -180,7 +180,9 @@ def add_gradcheck_parser(sub, func):
     p.add_argument(
         "target",
         metavar="PATH:NAME",
-        help="FILE.py:function, FILE.py:Class.method or NOTEBOOK.ipynb:function",
+        nargs="+",
+        help="FILE.py:function, FILE.py:Class.method or NOTEBOOK.ipynb:function; several, a directory "
+        "(its files that define NAME) or a quoted glob check a class of files",
     )
     p.add_argument(
         "--forward", metavar="NAME", help="the forward function (or method) whose result the backprop takes"
@@ -202,6 +204,15 @@ def add_gradcheck_parser(sub, func):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take (default 60)")
+    p.add_argument("--html", metavar="FILE", help="also write the check's page (one check)")
+    p.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="several files: write a .json or .csv summary, and one page per file in FILE's stem-pages/",
+    )
+    p.add_argument(
+        "--jobs", type=int, help="several files: how many to check at once (default: one per core)"
+    )
     p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
     p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
     p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
