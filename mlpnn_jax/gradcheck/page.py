@@ -13,9 +13,11 @@ import html
 import numpy as np
 
 from mlpnn_jax import report_html as H
+from mlpnn_jax.gradcheck.problems import FD_PROBLEM, SPECS
 from mlpnn_jax.gradcheck.report import RTOL
 
-PREFERRED = ("n7-small", "n32-saturated", "n1-small")  # the problem whose heat map is shown, if it fails
+# the problem whose heat map is shown, the first on which the parameter fails: the middle-sized one first
+PREFERRED = (FD_PROBLEM, *(name for name, _, _ in reversed(SPECS) if name != FD_PROBLEM))
 CELL_PX = 24  # a heat map entry's side on the page, at most
 HEAT_PX = 230  # a heat map's longest side on the page, at most
 RIGHT, NONFINITE = (222, 242, 228), (60, 10, 40)  # colours of a right entry, and of a NaN or inf one
@@ -77,7 +79,7 @@ def render(path, verdict, message, report, traceback=""):
         sections = [H.section("Why", f"<p>{html.escape(message)}</p>" + H.note(body))]
         if traceback:
             sections.append(H.section("Your code's traceback", f"<pre>{html.escape(traceback)}</pre>"))
-        return H.page("Not checked", path, message, [("not checked", "verdict")], sections, CSS)
+        return _tinted(H.page("Not checked", path, message, [(verdict, "verdict")], sections, CSS), verdict)
     checks = report["params"]
     right = sum(p["ok"] for p in checks.values())
     kpis = [
@@ -96,7 +98,11 @@ def render(path, verdict, message, report, traceback=""):
             f"<pre>{html.escape(report['table'])}</pre></details>",
         ),
     ]
-    text = H.page(VERDICT_TITLES[verdict], path, message, kpis, sections, CSS)
+    return _tinted(H.page(VERDICT_TITLES[verdict], path, message, kpis, sections, CSS), verdict)
+
+
+def _tinted(text, verdict):
+    """The page with its verdict's colour: green for ok, red otherwise."""
     return text.replace("<main>", f'<main class="verdict-{"ok" if verdict == "ok" else "bad"}">', 1)
 
 
@@ -194,13 +200,14 @@ def _pattern(bad, label, symbols):
         return f"Every entry wrong ({count})"
     if bad.ndim == 2:
         axes = [s.strip() for s in symbols.strip("()").split(",")]
-        for axis, word in ((0, "rows"), (1, "columns")):
+        for axis, word in ((0, "row"), (1, "column")):
             whole = np.flatnonzero(bad.all(1 - axis))
             if whole.size and bad.sum() == whole.size * bad.shape[1 - axis]:
+                which = f"{word.capitalize()}{'s' * (whole.size > 1)} {', '.join(map(str, whole))}"
                 one = DIMENSIONS.get(axes[axis], "hidden unit")
                 return (
-                    f"Whole {word} {', '.join(map(str, whole))} of {label} wrong, the rest right: each of "
-                    f"its {word} belongs to one {one} ({count})"
+                    f"{which} of {label} {'are' if whole.size > 1 else 'is'} wrong, the rest is right: a "
+                    f"{word} of {label} belongs to one {one} ({count})"
                 )
     return count.capitalize()
 
