@@ -204,6 +204,16 @@ def add_gradcheck_parser(sub, func):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take (default 60)")
+    add_class_options(p)
+    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
+    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
+    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
+    p.set_defaults(func=func)
+    return p
+
+
+def add_class_options(p):
+    """gradcheck's options for its page, and for a class of files."""
     p.add_argument("--html", metavar="FILE", help="also write the check's page (one check)")
     p.add_argument(
         "--summary",
@@ -211,10 +221,5 @@ def add_gradcheck_parser(sub, func):
         help="several files: write a .json or .csv summary, and one page per file in FILE's stem-pages/",
     )
     p.add_argument(
-        "--jobs", type=int, help="several files: how many to check at once (default: one per core)"
+        "--jobs", type=int, help="several files: at most this many at once (default: one per core)"
     )
-    p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
-    p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
-    p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
-    p.set_defaults(func=func)
-    return p

@@ -396,10 +396,7 @@ def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout
     by_slot = {s.canon: s for s in layout.slots}
     checks = {}
     for k in keys:
-        slot = by_slot[k]
-        pc = compare.param_check(
-            k, probs, cmp, shapes, dtypes, status, lambda p, s=slot: s.user_shape(p.sizes), slot.to_user
-        )
+        pc = compare.param_check(k, probs, cmp, shapes, dtypes, status, by_slot[k])
         checks[labels[k]] = dataclasses.replace(pc, name=labels[k])
     net = ref.net
     return Report(

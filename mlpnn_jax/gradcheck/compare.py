@@ -153,9 +153,9 @@ def _rounded(x):
     return float(f"{x:.3g}") if math.isfinite(x) else None
 
 
-def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape, to_user):
-    """The ParamCheck of one parameter from its per-problem comparisons; ``to_user`` puts a canonical
-    array in the user's layout (for the per-entry errors, which the page draws as a heat map)."""
+def param_check(name, problems, cmp, shapes, dtypes, status, slot):
+    """The ParamCheck of one parameter from its per-problem comparisons; ``slot`` (a layouts.Slot) gives
+    its shape and puts the per-entry errors in the user's layout."""
     order = ["missing", "type", "transposed", "shape", "nonfinite", "mismatch", "dtype", "saturated", "ok"]
     per, worst_status, errs, worst, got_syms = [], "ok", [], None, []
     for p in problems:
@@ -169,7 +169,7 @@ def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape, to_
         entry = {
             "problem": p.name,
             "status": st,
-            "expected_shape": list(expected_shape(p)),
+            "expected_shape": list(slot.user_shape(p.sizes)),
             "got_shape": None if shape is None else list(shape),
             "dtype": dtypes[p.name][name],
             "ok": False,
@@ -177,7 +177,9 @@ def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape, to_
         if c is not None:
             entry.update({k: c[k] for k in ("max_abs_err", "max_rel_err", "max_entry_rel_err")})
             entry.update(worst_index=list(c["worst_index"]), ok=c["ok"] and st == "ok")
-            entry["entry_errors"] = np.vectorize(_rounded, otypes=[object])(to_user(c["entries"])).tolist()
+            entry["entry_errors"] = np.vectorize(_rounded, otypes=[object])(
+                slot.to_user(c["entries"])
+            ).tolist()
             if not errs or c["max_entry_rel_err"] > max(e[2] for e in errs):
                 worst = (p.name, c["worst_index"])
             errs.append((c["max_abs_err"], c["max_rel_err"], c["max_entry_rel_err"]))
@@ -189,7 +191,7 @@ def param_check(name, problems, cmp, shapes, dtypes, status, expected_shape, to_
     big = problems[-1]
     return ParamCheck(
         name=name,
-        expected_shape=big.sym(expected_shape(big)),
+        expected_shape=big.sym(slot.user_shape(big.sizes)),
         got_shape=got_sym,
         status=worst_status,
         max_abs_err=max(e[0] for e in errs) if errs else None,
