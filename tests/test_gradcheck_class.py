@@ -1,7 +1,7 @@
 """gradcheck for teachers: a class of submissions through the real ``mlpnn-jax gradcheck`` command.
 
 The class is written here, one folder per student, as a course's ``mlp1.py:loss_and_gradients(x, y,
-params)`` with ``create_classifier`` is: two right (in different styles), one with a bug, one that does
+params)`` with ``create_classifier`` is: two right (in different styles), two with a bug, one that does
 not parse, one that hangs, one that calls ``os._exit``, one that misspells the function, and a notebook
 without the cell. Every file is checked in its own child process; the summaries, the exit code and the
 pages are read back. The pages are rendered in headless Chromium with test_report's probe.
@@ -68,6 +68,7 @@ CLASS = {
     "ada/mlp1.py": RIGHT,
     "bob/mlp1.py": RIGHT_LOGSUMEXP,
     "cy/mlp1.py": RIGHT.replace("dh = (U @ dz) * (1 - h**2)", "dh = U @ dz"),  # no tanh derivative
+    "cyd/mlp1.py": RIGHT.replace("* (1 - h**2)", "* (1 - h**2) * (np.arange(len(h)) > 0)"),  # unit 0 left out
     "dee/mlp1.py": INIT + "\n\ndef loss_and_gradients(x, y, params)\n    return 0, params\n",
     "eve/mlp1.py": INIT + "\n\ndef loss_and_gradients(x, y, params):\n    while True:\n        pass\n",
     "fay/mlp1.py": "import os\n" + INIT + "\n\ndef loss_and_gradients(x, y, params):\n    os._exit(3)\n",
@@ -79,6 +80,7 @@ EXPECTED = {
     "ada/mlp1.py": ("ok", 0, "tanh hidden, softmax output, cross-entropy"),
     "bob/mlp1.py": ("ok", 0, "tanh hidden, softmax output, cross-entropy"),
     "cy/mlp1.py": ("failed", 1, "tanh derivative was 1"),
+    "cyd/mlp1.py": ("failed", 1, "only entry [0]"),
     "dee/mlp1.py": ("not checked", 2, "is not valid Python 3"),
     "eve/mlp1.py": ("not checked", 2, f"did not finish within {TIMEOUT} s"),
     "fay/mlp1.py": ("not checked", 2, "(exit status 3) before the check finished"),
@@ -119,7 +121,7 @@ def test_the_command_prints_one_line_per_file_then_the_total_and_exits_2(graded)
     for _, stdout, stderr, code in graded.values():
         assert code == 2, stderr
         lines = stdout.splitlines()
-        assert lines[-1] == "2 ok, 1 failed, 5 not checked"
+        assert lines[-1] == "2 ok, 2 failed, 5 not checked"
         assert len(lines) == len(EXPECTED) + 1
         for rel, (verdict, _, said) in EXPECTED.items():
             (mine,) = [line for line in lines if line.startswith(f"submissions/{rel} ")]
@@ -144,7 +146,7 @@ def test_every_row_of_the_summary(graded, suffix):
         assert set(row) == {*classroom.COLUMNS, "params"}
         assert set(row["params"]) == (set() if code == 2 else {"W", "b", "U", "b_tag"})
         for name, p in row["params"].items():
-            wrong = row["path"].endswith("cy/mlp1.py") and name in ("W", "b")
+            wrong = row["verdict"] == "failed" and name in ("W", "b")
             assert p["ok"] is not wrong and (p["max_entry_rel_err"] > 1e-7) is wrong
 
 
@@ -155,7 +157,7 @@ def test_a_directory_means_its_files_that_define_the_name(tmp_path):
     (tmp_path / ".hidden/mlp1.py").write_text(RIGHT)
     found = classroom.expand([f"{tmp_path}:loss_and_gradients"])
     # gus misspells it and the notebook lacks it: not submissions of this function; dee's does not parse
-    names = ["ada", "bob", "cy", "dee", "eve", "fay"]
+    names = ["ada", "bob", "cy", "cyd", "dee", "eve", "fay"]
     assert found == [f"{tmp_path / n / 'mlp1.py'}:loss_and_gradients" for n in names]
     assert classroom.expand([found[0], f"{tmp_path}/a*/mlp1.py:loss_and_gradients"]) == found[:1]
     with pytest.raises(classroom.ClassError, match=r"no \.py or \.ipynb file there defines"):
@@ -199,6 +201,10 @@ def test_the_buggy_students_page_says_where(graded):
     assert "Every entry wrong (20 of 20 entries wrong)" in text  # W (D, H) on n7-small
     assert "tanh derivative was 1" in text and "dW = X.T @ dZ1" in text and "(D, H) = (5, 4)" in text
     assert "dZ1 = (dZ2 @ W2.T) * (1 - A1**2)" in text
+    (row,) = [r for r in json.loads(summary.read_text()) if r["path"].endswith("cyd/mlp1.py")]
+    text = (summary.parent / row["page"]).read_text()
+    assert "Column 0 of W is wrong, the rest is right: a column of W belongs to one hidden unit" in text
+    assert "1 of 4 entries wrong" in text  # b
 
 
 @needs_chromium
