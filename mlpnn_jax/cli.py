@@ -343,7 +343,7 @@ def _write_page(path, target, outcome):
     from mlpnn_jax.checkpoint import write_text
     from mlpnn_jax.gradcheck import classroom, page
 
-    row = classroom.row(target.rpartition(":")[0], outcome, 0.0)
+    row = classroom.row(target, outcome, 0.0)
     write_text(path, page.render(row.path, row.verdict, row.message, row.report, row.traceback))
 
 
@@ -356,12 +356,13 @@ def run_gradcheck_class(targets, *, jobs, summary, timeout, **request):
     from mlpnn_jax.gradcheck import classroom
 
     files = classroom.expand(targets)
-    width = max(len(t.rpartition(":")[0]) for t in files)
+    labels = classroom.labels(files)
+    width = max(map(len, labels))
     bar = progress(len(files), "gradcheck", unit="file")
     rows = [None] * len(files)
     for i, row in classroom.check_all(files, request, timeout, jobs):
         rows[i] = row
-        say(bar, classroom.line(row, width))
+        say(bar, classroom.line(labels[i], row, width))
         if bar is not None:
             bar.update()
     if bar is not None:

@@ -17,6 +17,7 @@ import pytest
 from test_report import needs_chromium, probe
 
 from mlpnn_jax.gradcheck import classroom
+from mlpnn_jax.gradcheck.isolate import Outcome
 
 INIT = """
 import numpy as np
@@ -173,8 +174,20 @@ def test_a_directory_means_its_files_that_define_the_name(tmp_path):
     ],
 )
 def test_the_exit_code_is_the_worst_files(codes, worst, total):
-    rows = [classroom.Row(f"{i}.py", classroom.VERDICTS[c], c, "", 0.0, {}) for i, c in enumerate(codes)]
+    rows = [classroom.Row(f"{i}.py", "f", classroom.VERDICTS[c], c, "", 0.0, {}) for i, c in enumerate(codes)]
     assert classroom.exit_code(rows) == worst and classroom.total(rows) == total
+
+
+def test_each_target_gets_its_own_page_name_and_label(tmp_path):
+    targets = [f"{tmp_path}/ada/mlp1.py:f", f"{tmp_path}/ada/mlp1.py:g", f"{tmp_path}/bob/x/mlp1.ipynb:f"]
+    rows = [classroom.row(t, Outcome(2, error="e"), 0.0) for t in targets]
+    assert classroom.page_names(rows) == [
+        "ada__mlp1.py-f.html",
+        "ada__mlp1.py-g.html",
+        "bob__x__mlp1.ipynb.html",
+    ]
+    assert classroom.labels(targets) == targets  # several functions: FILE:NAME
+    assert classroom.labels(targets[:1]) == [f"{tmp_path}/ada/mlp1.py"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 VERDICTS = {0: "ok", 1: "failed", 2: "not checked"}  # exit code -> verdict; the worst code is the largest
 SOURCES = (".py", ".ipynb")
-COLUMNS = ("path", "verdict", "exit_code", "message", "seconds", "page")  # the CSV's; the JSON adds params
+COLUMNS = ("path", "function", "verdict", "exit_code", "message", "seconds", "page")  # JSON: + params
 PARAM_KEYS = (
     "ok",
     "status",
@@ -42,6 +42,7 @@ class Row:
     """One submission's result: its summary columns, per-parameter errors, and the whole report."""
 
     path: str
+    function: str
     verdict: str
     exit_code: int
     message: str
@@ -132,20 +133,21 @@ def check_file(target, request, timeout):
         outcome, _ = run_isolated(Request(target=target, as_json=True, **request), timeout)
     except LoadError as e:
         outcome = Outcome(2, error=str(e))
-    return row(target.rpartition(":")[0], outcome, time.monotonic() - start)
+    return row(target, outcome, time.monotonic() - start)
 
 
-def row(path, outcome, seconds):
-    """The Row of an isolate.Outcome whose report, if any, is JSON."""
+def row(target, outcome, seconds):
+    """The Row of FILE:NAME's isolate.Outcome, whose report, if any, is JSON."""
+    path, _, name = target.rpartition(":")
     seconds = round(seconds, 2)
     if outcome.code == 2:
-        return Row(path, VERDICTS[2], 2, outcome.error, seconds, {}, traceback=outcome.traceback)
+        return Row(path, name, VERDICTS[2], 2, outcome.error, seconds, {}, traceback=outcome.traceback)
     report = json.loads(outcome.report)
     errors = [d["message"] for d in report["diagnoses"] if d["level"] == "error"]
     failing = [name for name, p in report["params"].items() if not p["ok"]]
     message = errors[0] if errors else f"{', '.join(failing)} wrong" if failing else report["network"]
     params = {name: {k: p[k] for k in PARAM_KEYS} for name, p in report["params"].items()}
-    return Row(path, VERDICTS[outcome.code], outcome.code, message, seconds, params, report)
+    return Row(path, name, VERDICTS[outcome.code], outcome.code, message, seconds, params, report)
 
 
 def check_all(targets, request, timeout, jobs):
@@ -156,9 +158,15 @@ def check_all(targets, request, timeout, jobs):
             yield futures[future], future.result()
 
 
-def line(row, width):
-    """The row as stdout shows it: path, verdict, the first diagnosis or error."""
-    return f"{row.path:<{width}}  {row.verdict:<11}  {row.message}"
+def labels(targets):
+    """What names each FILE:NAME on stdout: FILE, or FILE:NAME where the targets name several functions."""
+    names = {t.rpartition(":")[2] for t in targets}
+    return [t if len(names) > 1 else t.rpartition(":")[0] for t in targets]
+
+
+def line(label, row, width):
+    """The row as stdout shows it: its label, verdict, the first diagnosis or error."""
+    return f"{label:<{width}}  {row.verdict:<11}  {row.message}"
 
 
 def total(rows):
@@ -186,11 +194,16 @@ def pages_dir(summary):
     return summary.with_name(f"{summary.stem}-pages")
 
 
-def page_names(paths):
-    """{path: file name of its page}: the path below the files' common folder, '/' as '__'."""
-    parents = [str(Path(p).resolve().parent) for p in paths]
-    common = Path(os.path.commonpath(parents)) if parents else Path()
-    return {p: "__".join(Path(p).resolve().relative_to(common).parts) + ".html" for p in paths}
+def page_names(rows):
+    """The file name of each row's page: its path below the files' common folder, '/' as '__', and
+    '-FUNCTION' where one file is checked for several functions."""
+    paths = [Path(r.path).resolve() for r in rows]
+    common = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path()
+    stems = ["__".join(p.relative_to(common).parts) for p in paths]
+    return [
+        f"{s}-{r.function}.html" if stems.count(s) > 1 else f"{s}.html"
+        for s, r in zip(stems, rows, strict=True)
+    ]
 
 
 def write_pages(rows, summary):
@@ -200,11 +213,10 @@ def write_pages(rows, summary):
 
     folder = pages_dir(summary)
     folder.mkdir(exist_ok=True)
-    names = page_names([r.path for r in rows])
     out = []
-    for r in rows:
-        write_text(folder / names[r.path], page.render(r.path, r.verdict, r.message, r.report, r.traceback))
-        out.append(dataclasses.replace(r, page=f"{folder.name}/{names[r.path]}"))
+    for r, name in zip(rows, page_names(rows), strict=True):
+        write_text(folder / name, page.render(r.path, r.verdict, r.message, r.report, r.traceback))
+        out.append(dataclasses.replace(r, page=f"{folder.name}/{name}"))
     return out
 
 
