@@ -316,17 +316,20 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, htm
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    try:
+        precheck(target)  # a missing file or function: no child process needed to say so
+    except LoadError as e:
+        if html is not None:
+            _write_page(html, target, Outcome(2, error=str(e)))
+        err.write(f"error: {e}\n")
+        return 2
     options = {
         k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
     }
     request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
     as_json = request.pop("as_json", False)
     req = Request(target=target, options=options, as_json=as_json or html is not None, **request)
-    try:
-        precheck(target)  # a missing file or function: no child process needed to say so
-        outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
-    except LoadError as e:
-        outcome, chatter = Outcome(2, error=str(e)), ""
+    outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
     err.write(chatter)
     if html is not None:
         _write_page(html, target, outcome)
