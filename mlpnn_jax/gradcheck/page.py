@@ -22,7 +22,11 @@ CELL_PX = 24  # a heat map entry's side on the page, at most
 HEAT_PX = 230  # a heat map's longest side on the page, at most
 RIGHT, NONFINITE = (222, 242, 228), (60, 10, 40)  # colours of a right entry, and of a NaN or inf one
 WRONG_LOW, WRONG_HIGH = (253, 186, 116), (185, 28, 28)  # just wrong .. wrong by 100% or more
-VERDICT_TITLES = {"ok": "Your gradients are right", "failed": "Some gradients are wrong"}
+VERDICT_TITLES = {
+    "ok": "Your gradients are right",
+    "failed": "Some gradients are wrong",
+    "not checked": "Not checked",
+}
 DIMENSIONS = {"D": "input", "K": "output unit", "1": "entry"}  # a shape's letter -> what one index is
 # (output head, loss) -> dZL, the loss's gradient with respect to the last pre-activation, per sample
 OUTPUT_ERROR = {
@@ -79,7 +83,9 @@ def render(path, verdict, message, report, traceback=""):
         sections = [H.section("Why", f"<p>{html.escape(message)}</p>" + H.note(body))]
         if traceback:
             sections.append(H.section("Your code's traceback", f"<pre>{html.escape(traceback)}</pre>"))
-        return _tinted(H.page("Not checked", path, message, [(verdict, "verdict")], sections, CSS), verdict)
+        return _tinted(
+            H.page(VERDICT_TITLES[verdict], path, message, [(verdict, "verdict")], sections, CSS), verdict
+        )
     checks = report["params"]
     right = sum(p["ok"] for p in checks.values())
     kpis = [
