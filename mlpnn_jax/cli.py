@@ -370,10 +370,14 @@ def run_gradcheck_class(targets, *, jobs, summary, timeout, **request):
             bar.update()
     if bar is not None:
         bar.close()
-    if summary is not None:
-        rows = classroom.write_pages(rows, summary)
-        classroom.write_summary(summary, rows)
     print(classroom.total(rows), flush=True)
+    if summary is None:
+        return classroom.exit_code(rows)
+    try:
+        classroom.write_summary(summary, classroom.write_pages(rows, summary))
+    except OSError as e:  # e.g. a full disk, or a file where the pages' folder belongs
+        print(f"mlpnn-jax gradcheck: error: could not write {summary} and its pages: {e}", file=sys.stderr)
+        return max(classroom.exit_code(rows), FAILED)
     return classroom.exit_code(rows)
 
 

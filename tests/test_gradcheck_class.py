@@ -202,6 +202,18 @@ def test_the_exit_code_is_the_worst_files(codes, worst, total):
     assert classroom.exit_code(rows) == worst and classroom.total(rows) == total
 
 
+def test_a_summary_that_cannot_be_written_is_one_line(tmp_path):
+    write_class(tmp_path)
+    (tmp_path / "grades-pages").write_text("mine")  # a file where the pages' folder belongs
+    command = [sys.executable, "-m", "mlpnn_jax", "gradcheck", "dee/mlp1.py:loss_and_gradients"]
+    command += ["gus/mlp1.py:loss_and_gradients", "--summary", "grades.json"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout.endswith("0 ok, 0 failed, 2 not checked\n")
+    assert done.stderr.startswith("mlpnn-jax gradcheck: error: could not write grades.json and its pages")
+    assert done.stderr.count("\n") == 1 and (tmp_path / "grades-pages").read_text() == "mine"
+    assert not (tmp_path / "grades.json").exists()
+
+
 def test_each_target_gets_its_own_page_name_and_label(tmp_path):
     targets = [f"{tmp_path}/ada/mlp1.py:f", f"{tmp_path}/ada/mlp1.py:g", f"{tmp_path}/bob/x/mlp1.ipynb:f"]
     rows = [classroom.row(t, Outcome(2, error="e"), 0.0) for t in targets]
