@@ -389,43 +389,31 @@ def cmd_gradcheck(args, signals):
         raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
     keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
     request = {k: getattr(args, k) for k in keys}
-    options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
+    loss_options = {
+        k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None
+    }
     try:
-        if not classroom.is_class(args.target, args.summary):
-            _single_options(args)
+        one = not classroom.is_class(args.target, args.summary)
+        options.check_gradcheck_options(args, one)
+        if one:
             return run_gradcheck(
-                args.target[0], as_json=args.json, timeout=args.timeout, html=args.html, **request, **options
+                args.target[0],
+                as_json=args.json,
+                timeout=args.timeout,
+                html=args.html,
+                **request,
+                **loss_options,
             )
-        _class_options(args)
         return run_gradcheck_class(
             args.target,
             jobs=args.jobs or classroom.default_jobs(),
             summary=args.summary,
             timeout=args.timeout,
-            options=options,
+            options=loss_options,
             **request,
         )
     except classroom.ClassError as e:
         raise UsageError(str(e)) from e
-
-
-def _single_options(args):
-    if args.jobs is not None:
-        raise UsageError("--jobs: checks several files at once; give several targets, a directory or a glob")
-    if args.html is not None and not Path(args.html).parent.is_dir():
-        raise UsageError(f"--html: {Path(args.html).parent} is not a directory")
-
-
-def _class_options(args):
-    from mlpnn_jax.gradcheck import classroom
-
-    for flag_name, given in (("--json", args.json), ("--html", args.html is not None)):
-        if given:
-            raise UsageError(f"{flag_name} is for one check; with several files use --summary FILE.json")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1; got {args.jobs}")
-    if args.summary is not None:
-        classroom.check_summary_path(args.summary)
 
 
 # ---------------------------------------------------------------- main

@@ -223,3 +223,22 @@ def add_class_options(p):
     p.add_argument(
         "--jobs", type=int, help="several files: at most this many at once (default: one per core)"
     )
+
+
+def check_gradcheck_options(args, one):
+    """Raises UsageError for a gradcheck option that cannot work: ``one`` check, or a class of files."""
+    from mlpnn_jax.gradcheck import classroom
+
+    if one and args.jobs is not None:
+        raise UsageError("--jobs: checks several files at once; give several targets, a directory or a glob")
+    if one and args.html is not None and not Path(args.html).parent.is_dir():
+        raise UsageError(f"--html: {Path(args.html).parent} is not a directory")
+    if one:
+        return
+    for name, given in (("--json", args.json), ("--html", args.html is not None)):
+        if given:
+            raise UsageError(f"{name} is for one check; with several files use --summary FILE.json")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1; got {args.jobs}")
+    if args.summary is not None:
+        classroom.check_summary_path(args.summary)
