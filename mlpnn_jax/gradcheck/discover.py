@@ -118,6 +118,29 @@ def layouts_from(maker, name, source):
     return found, errors
 
 
+def instance_maker(cls, sizes):
+    """(sizes -> a fresh instance of cls, errors): its constructor called in the first form its
+    signature allows that constructs (the layer sizes by name or position, else no arguments);
+    (None, errors) when none does."""
+    errors = []
+    for args, kwargs in [*_forms(cls, sizes), ([], {})]:
+        try:
+            cls(*args, **kwargs)
+        except Exception as e:  # this form does not fit the constructor: the next one
+            errors.append(e)
+            continue
+        return _maker(cls, args, kwargs, sizes), errors
+    return None, errors
+
+
+def signature(cls):
+    """'Net(n_in, n_hidden, n_out=10)', or the bare name where Python cannot say."""
+    try:
+        return f"{cls.__name__}{inspect.signature(cls)}"
+    except (TypeError, ValueError):
+        return cls.__name__
+
+
 def _maker(maker, args, kwargs, sizes):
     """sizes -> a fresh container, calling the maker in the form that worked for ``sizes``."""
 
