@@ -247,3 +247,56 @@ def test_fixed_sizes_in_the_constructor_are_named_in_the_error(tmp_path):
     assert "at net.py, line 34: `return" in outcome.error
     assert "Fixed() makes arrays of its own sizes [self.W1 (2, 3), self.W2 (3, 1)]" in outcome.error
     assert "pass --init FUNCTION" in outcome.error
+
+
+# Sizes as keywords with defaults beside a list of hidden sizes, and float32 unless told otherwise.
+SIZED_BY_KEYWORD = """import numpy as np
+
+
+class DeepNet(object):
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, reg=0.0, weight_scale=1e-2,
+                 dtype=np.float32):
+        self.reg, self.dtype, self.num_layers = reg, dtype, 1 + len(hidden_dims)
+        dims = [input_dim, *hidden_dims, num_classes]
+        self.params = {}
+        for i in range(self.num_layers):
+            W = weight_scale * np.random.randn(dims[i], dims[i + 1])
+            self.params["W%d" % (i + 1)] = W.astype(dtype)
+            self.params["b%d" % (i + 1)] = np.zeros(dims[i + 1], dtype=dtype)
+
+    def loss(self, X, y=None):
+        hs, h, L = [X.astype(self.dtype)], X.astype(self.dtype), self.num_layers
+        for i in range(1, L):
+            h = np.maximum(0, h.dot(self.params["W%d" % i]) + self.params["b%d" % i])
+            hs.append(h)
+        scores = h.dot(self.params["W%d" % L]) + self.params["b%d" % L]
+        if y is None:
+            return scores
+        n = X.shape[0]
+        P = np.exp(scores - scores.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        loss = -np.log(P[np.arange(n), y]).mean()
+        d = P.copy()
+        d[np.arange(n), y] -= 1
+        d /= n
+        grads = {}
+        for i in range(L, 0, -1):
+            grads["W%d" % i] = hs[i - 1].T.dot(d) + self.reg * self.params["W%d" % i]
+            grads["b%d" % i] = d.sum(axis=0)
+            d = d.dot(self.params["W%d" % i].T) * (hs[i - 1] > 0)
+        return loss, grads
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "text"),
+    [
+        ((), 0, "Its loss matches 2 weight layers, relu hidden, softmax output, cross-entropy"),
+        ((" * (hs[i - 1] > 0)", ""), 1, "[activation]"),  # the ReLU's derivative left out
+    ],
+)
+def test_sizes_named_as_keywords_with_defaults_and_a_dtype(tmp_path, change, code, text):
+    outcome = check(tmp_path, "deep.py", SIZED_BY_KEYWORD.replace(*change or ("", "")), "DeepNet.loss")
+    assert outcome.code == code, outcome.error + outcome.report
+    assert "[self.params['W1'] (5, 4), self.params['b1'] (4,)" in outcome.report.splitlines()[0]
+    assert text in outcome.report
