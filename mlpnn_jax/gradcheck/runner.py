@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, layouts
+from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
 _PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
 
@@ -63,9 +64,6 @@ def _args(call, roles_values, conv=None, obj=None):
     return [
         layouts.get(obj, slots[r[2:]].path) if r.startswith("S:") else roles_values[r] for r in call.roles
     ]
-
-
-RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
 
 
 _IN_PLACE = (
