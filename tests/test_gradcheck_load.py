@@ -300,3 +300,42 @@ def test_sizes_named_as_keywords_with_defaults_and_a_dtype(tmp_path, change, cod
     assert outcome.code == code, outcome.error + outcome.report
     assert "[self.params['W1'] (5, 4), self.params['b1'] (4,)" in outcome.report.splitlines()[0]
     assert text in outcome.report
+
+
+# Data passed to the constructor: it cannot be built from layer sizes, but a function of the user's can.
+DATA_IN_CONSTRUCTOR = """import numpy as np
+
+
+class NeuralNetwork:
+    def __init__(self, x, y):
+        self.input, self.y = x, y
+        self.weights1 = np.random.rand(x.shape[1], 4)
+        self.weights2 = np.random.rand(4, 3)
+
+    def gradients(self, X, Y):
+        n = len(X)
+        A1 = np.tanh(X @ self.weights1)
+        Z = A1 @ self.weights2
+        P = np.exp(Z - Z.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+        d2 = (P - np.eye(P.shape[1])[Y]) / n
+        d1 = d2 @ self.weights2.T * (1 - A1**2)
+        return [X.T @ d1, A1.T @ d2]
+
+
+def make(sizes):
+    net = NeuralNetwork(np.zeros((1, sizes[0])), None)
+    net.weights1, net.weights2 = np.zeros((sizes[0], sizes[1])), np.zeros((sizes[1], sizes[2]))
+    return net
+"""
+
+
+def test_the_flag_the_one_line_error_names_builds_the_object(tmp_path):
+    outcome = check(tmp_path, "nn.py", DATA_IN_CONSTRUCTOR, "NeuralNetwork.gradients")
+    assert outcome.code == 2 and "constructor NeuralNetwork(x, y)" in outcome.error
+    assert "pass --init FUNCTION" in outcome.error
+    outcome = check(tmp_path, "nn.py", DATA_IN_CONSTRUCTOR, "NeuralNetwork.gradients", init="make")
+    assert outcome.code == 0, outcome.error + outcome.report
+    assert (
+        "params are the attributes [self.weights1 (5, 4), self.weights2 (4, 3)] from make" in outcome.report
+    )
