@@ -429,6 +429,6 @@ def test_cli_syntax_error_exits_2(tmp_path):
     code, out, err = cli(f"{tmp_path / 'typo.py'}:backprop")
     assert code == 2 and out == ""
     assert (
-        err == "error: typo.py: backprop (line 1) is not valid Python 3: SyntaxError: expected ':' ('def "
-        "backprop(params, X, Y)')\n"
+        err == "error: typo.py: backprop (line 1) is not valid Python 3: SyntaxError: expected ':' (line 1: "
+        "'def backprop(params, X, Y)')\n"
     )

@@ -327,7 +327,6 @@ def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
     d32, f32 = diagnose.narrow(probs, cmp, dtypes, status, labels)
     errors += [d32] if d32 else []
     todo = {k for k in ctx.keys if ctx.failing(k)} - f32
-    unexplained = set(todo)
     found = diagnose.run_rules(ctx, todo)
     failing = {k for k in ctx.keys if ctx.failing(k)}
     all_compared = all(ctx.got[p.name][k] is not None for p in probs for k in ctx.keys)
@@ -360,7 +359,6 @@ def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
                 "activation derivative) explains it",
             )
         )
-    _ = unexplained
     errors += [Diagnosis(code, message, tuple(ctx.label(k) for k in ks)) for code, ks, message in found]
     return errors, notes
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import itertools
 import warnings
 
 import numpy as np
@@ -274,8 +273,3 @@ def quiet_call(fn, *args):
         warnings.simplefilter("always")
         result = fn(*args)
     return result, caught
-
-
-def all_calls(targets):
-    """Every combination of the given per-target Call lists (the forward and the backward)."""
-    return list(itertools.product(*targets))

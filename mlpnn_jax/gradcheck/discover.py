@@ -12,19 +12,20 @@ import ast
 import inspect
 import re
 
+import numpy as np
+
 from mlpnn_jax.gradcheck import conventions, layouts, problems
 from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
+# A whole name: the stem, then at most a layer number or a word for a size ("dtype" is no D, "keep" no K).
+_SIZE_SUFFIX = r"(_layer)?(_?\d+|s|_sizes?|_dims?|_units|_nodes|_neurons)?$"
 _SIZE_NAMES = {
-    "D": re.compile(
-        r"^(in|inp|input|n_x|nx|n_in|n_input|num_inputs?|d|input_dim|input_size|in_dim|in_size|n_features|dim_in)"
-    ),
-    "H": re.compile(
-        r"^(h|hid|hidden|n_h|nh|n_hidden|num_hidden|hidden_dim|hidden_size|hid_dim|hidden_dims|hidden_sizes|hidden_layer)"
-    ),
-    "K": re.compile(
-        r"^(out|output|n_y|ny|n_out|n_output|num_outputs?|k|num_classes|n_classes|classes|output_dim|output_size|out_dim|dim_out)"
-    ),
+    role: re.compile(stems + _SIZE_SUFFIX)
+    for role, stems in {
+        "D": r"^(in|inp|input|n_x|nx|n_in|n_input|num_inputs?|d|n_features|dim_in)",
+        "H": r"^(h|hid|hidden|n_h|nh|n_hidden|num_hidden)",
+        "K": r"^(out|output|n_y|ny|n_out|n_output|num_outputs?|k|(num|n)_(classes|labels)|classes|dim_out)",
+    }.items()
 }
 _LIST_NAMES = re.compile(
     r"^(sizes|layers|layer_sizes|dims|layer_dims|layers_dims|shape|architecture|topology|nodes|units|neurons)"
@@ -52,10 +53,11 @@ def _forms(fn, sizes):
         out.append(([list(sizes), *tail], {}))
     if tail is not None and len(required) == len(sizes):
         out.append(([*sizes, *tail], {}))
-    kw, hidden_left = {p.name: 0.1 for p in rates}, list(hidden)
+    kw, hidden_left, named = {p.name: 0.1 for p in rates}, list(hidden), set()
     for p in pos:
         low = p.name.lower()
         role = next((r for r, pattern in _SIZE_NAMES.items() if pattern.match(low)), None)
+        named.add(role)
         if role in ("D", "K"):
             kw[p.name] = D if role == "D" else K
         elif role == "H" and low.endswith("s"):
@@ -63,9 +65,15 @@ def _forms(fn, sizes):
         elif role == "H":
             kw[p.name] = hidden_left.pop(0) if hidden_left else None
     complete = not hidden_left and all(v is not None for v in kw.values())
-    if kw and complete and all(p.name in kw for p in required):
-        out.append(([], kw))
-    return out
+    if kw and complete and all(p.name in kw for p in required):  # first where D and K are named, as in
+        out.insert(0 if {"D", "K"} <= named else len(out), ([], kw))  # Net(hidden_dims, input_dim=3072)
+    return [(args, {**_float64(params), **kwargs}) for args, kwargs in out]
+
+
+def _float64(params):
+    """dtype=float64 for a maker that takes a dtype (CS231n's nets default to float32): checks are float64."""
+    takes = any(p.name == "dtype" and p.default is not p.empty for p in params)
+    return {"dtype": np.float64} if takes else {}
 
 
 def init_names(source):
@@ -116,6 +124,29 @@ def layouts_from(maker, name, source):
         if found:
             break
     return found, errors
+
+
+def instance_maker(cls, sizes):
+    """(sizes -> a fresh instance of cls, errors): its constructor called in the first form its
+    signature allows that constructs (the layer sizes by name or position, else no arguments);
+    (None, errors) when none does."""
+    errors = []
+    for args, kwargs in [*_forms(cls, sizes), ([], {})]:
+        try:
+            cls(*args, **kwargs)
+        except Exception as e:  # this form does not fit the constructor: the next one
+            errors.append(e)
+            continue
+        return _maker(cls, args, kwargs, sizes), errors
+    return None, errors
+
+
+def signature(cls):
+    """'Net(n_in, n_hidden, n_out=10)', or the bare name where Python cannot say."""
+    try:
+        return f"{cls.__name__}{inspect.signature(cls)}"
+    except (TypeError, ValueError):
+        return cls.__name__
 
 
 def _maker(maker, args, kwargs, sizes):

@@ -4,22 +4,23 @@ Only what the named function needs is executed: its definition and the module-le
 imports and constants it uses (followed transitively, and into sibling modules such as ``utils.py``
 the same way). Top-level statements (loading data, training, printing), notebook magics and shell
 lines never run. A file that is not valid Python 3 as a whole (Python 2 prints elsewhere) still loads
-when the needed parts parse: it is parsed per top-level statement (per cell in a notebook). Every piece
-left out is named in ``Loaded.skipped``. Sibling modules are loaded under private names and the user's
-folder is never put on ``sys.path``, so a student's own ``reference.py`` or ``jax.py`` cannot shadow
-the checker's modules.
+when the needed parts parse (see ``source``): a function or method that does not parse is a stub that
+raises ``NotPython3`` if called. Every piece left out is named in ``skipped_summary``. Sibling
+modules are loaded under private names and the user's folder is never put on ``sys.path``, so a
+student's own ``reference.py`` or ``jax.py`` cannot shadow the checker's modules.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import dataclasses
-import json
 import re
-import sys
 import types
 from pathlib import Path
+
+from mlpnn_jax.gradcheck.source import LoadError, read_chunks
+
+__all__ = ["LoadError", "NotPython3", "load", "precheck", "skipped_summary", "split_target"]
 
 _PRIVATE = "_mlpnn_gradcheck_user_"
 _SAFE_CALLS = {
@@ -48,110 +49,19 @@ _SAFE_CALLS = {
 }
 
 
-class LoadError(ValueError):
-    """The function cannot be loaded (one line, naming the file)."""
+class NotPython3(LoadError):
+    """The checked code called a function or method of the user's that is not valid Python 3."""
 
 
-@dataclasses.dataclass
-class Chunk:
-    """One top-level statement (or unparseable block): where, its text, its parsed node or None."""
+def _stub(broken):
+    """A stand-in for a definition that does not parse: it raises, naming it, if called."""
 
-    where: str
-    text: str
-    node: object
-    error: str = ""
+    def stub(*args, **kwargs):
+        raise NotPython3(f"{broken.message()}, and the checked code calls it")
 
-
-@dataclasses.dataclass
-class Loaded:
-    obj: object  # the function or class.method's function
-    namespace: dict
-    skipped: list
-    sources: dict  # name -> source text of the top-level definitions loaded
-
-
-def _cells(path):
-    """(label, source) per code cell of a notebook, magics and shell lines blanked (and reported)."""
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LoadError(f"{path}: not a readable notebook ({e})") from e
-    out, skipped = [], []
-    for i, cell in enumerate(nb.get("cells", []), 1):
-        if cell.get("cell_type") != "code":
-            continue
-        src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        if src.lstrip().startswith("%%"):
-            skipped.append(f"cell {i}: a cell magic ({src.strip().splitlines()[0][:40]})")
-            continue
-        lines = []
-        for line in src.splitlines():
-            if line.lstrip().startswith(("%", "!")):
-                skipped.append(f"cell {i}: {line.strip()[:40]!r} (a magic or shell line)")
-                lines.append("")
-            else:
-                lines.append(line)
-        out.append((f"cell {i}", "\n".join(lines)))
-    return out, skipped
-
-
-def _blocks(text):
-    """Top-level blocks: a new one starts at each unindented line (decorators stay with their def)."""
-    lines = text.splitlines()
-    starts = []
-    for i, line in enumerate(lines):
-        if line and not line[0].isspace() and not line.startswith(("#", ")", "]", "}")):
-            if (
-                starts
-                and lines[starts[-1]].startswith("@")
-                and all(lines[j].startswith("@") or not lines[j].strip() for j in range(starts[-1], i))
-            ):
-                continue
-            if re.match(r"(else|elif|except|finally)\b", line) and starts:
-                continue
-            starts.append(i)
-    starts.append(len(lines))
-    return [(starts[k], "\n".join(lines[starts[k] : starts[k + 1]])) for k in range(len(starts) - 1)]
-
-
-def chunks(text, label):
-    """The file (or cell) as Chunks: whole when it parses, else per top-level block."""
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree = None
-    if tree is not None:
-        lines = text.splitlines()
-        return [
-            Chunk(f"{label}line {n.lineno}", "\n".join(lines[n.lineno - 1 : n.end_lineno]), n)
-            for n in tree.body
-        ]
-    out = []
-    for start, block in _blocks(text):
-        try:
-            body = ast.parse("\n" * start + block).body
-        except SyntaxError as e:
-            first = block.strip().splitlines()[0][:50] if block.strip() else ""
-            out.append(Chunk(f"{label}line {start + 1}", block, None, f"SyntaxError: {e.msg} ({first!r})"))
-            continue
-        out += [Chunk(f"{label}line {n.lineno}", block, n) for n in body]
-    return out
-
-
-def read_chunks(path):
-    """(chunks, skipped) of a .py file or a notebook."""
-    if path.suffix == ".ipynb":
-        cells, skipped = _cells(path)
-        out = []
-        for label, src in cells:
-            out += chunks(src, f"{label}, ")
-        return out, skipped
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
-    return chunks(text, ""), []
+    stub.__name__, stub.__qualname__ = broken.name.rpartition(".")[2], broken.name
+    stub.not_python3 = broken
+    return stub
 
 
 _DATA_CALL = re.compile(
@@ -226,6 +136,7 @@ class Module:
         self.path, self.modules = path, modules  # modules: path -> Module (shared cache)
         self.chunks, self.skipped = read_chunks(path)
         self.defs = {}
+        self.broken = {b.name: b for c in self.chunks for b in c.broken}  # "helper", "Net.train"
         for c in self.chunks:
             if c.node is not None:
                 for name in _defines(c.node):
@@ -238,15 +149,15 @@ class Module:
         self.loaded = set()
         self.sources = {}
 
-    def broken(self, name):
-        pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(name)}\b", re.M)
-        return next((c for c in self.chunks if c.node is None and pattern.search(c.text)), None)
-
     def need(self, name):
         """Load ``name`` and what it uses; False when the file does not define it."""
         if name in self.loaded:
             return True
         chunk = self.defs.get(name)
+        if chunk is None and name in self.broken:
+            self.namespace[name] = _stub(self.broken[name])
+            self.loaded.add(name)
+            return True
         if chunk is None:
             return self._from_star(name)
         self.loaded.add(name)
@@ -264,15 +175,15 @@ class Module:
             if used not in vars(builtins) or used in self.defs:
                 self.need(used)
         self._exec(chunk)
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and not chunk.broken:
             self.sources[name] = chunk.text
         return True
 
     def _exec(self, chunk):
-        code = compile(ast.Module(body=[chunk.node], type_ignores=[]), str(self.path), "exec")
-        exec(
-            code, self.namespace
-        )  # a definition, import or constant, never a top-level statement with effects
+        code = compile(ast.Module(body=[chunk.node], type_ignores=[]), chunk.filename, "exec")
+        exec(code, self.namespace)  # a definition, import or constant, never a statement with effects
+        for b in chunk.broken:  # a class's methods that do not parse
+            setattr(self.namespace[chunk.node.name], b.name.rpartition(".")[2], _stub(b))
 
     def _sibling(self, dotted, level):
         """The user's own module file for an import, or None (a library)."""
@@ -324,7 +235,7 @@ class Module:
             single = ast.Import(names=[alias])
         ast.fix_missing_locations(single)
         try:
-            exec(compile(ast.Module(body=[single], type_ignores=[]), str(self.path), "exec"), self.namespace)
+            exec(compile(ast.Module(body=[single], type_ignores=[]), chunk.filename, "exec"), self.namespace)
         except ImportError as e:
             self.skipped.append(f"{chunk.where}: {first!r} ({type(e).__name__}: {e})")
 
@@ -380,9 +291,8 @@ def precheck(spec):
 
 
 def _missing(module, path, head):
-    broken = module.broken(head)
-    if broken is not None:
-        raise LoadError(f"{path.name}: {head} ({broken.where}) is not valid Python 3: {broken.error}")
+    if head in module.broken:
+        raise LoadError(f"{path.name}: {module.broken[head].message()}")
     defined = sorted(k for k, c in module.defs.items() if isinstance(c.node, ast.FunctionDef | ast.ClassDef))
     known = f" (functions defined there: {', '.join(defined)})" if defined else ""
     raise LoadError(f"{path.name} has no function {head!r}{known}")
@@ -403,6 +313,8 @@ def load(path, names, modules=None):
             if not isinstance(obj, type) or not hasattr(obj, attr):
                 raise LoadError(f"{path.name}: {head} has no method {attr!r}")
             obj = getattr(obj, attr)
+        if hasattr(obj, "not_python3"):
+            raise LoadError(f"{path.name}: {obj.not_python3.message()}")
         if not callable(obj):
             raise LoadError(f"{path.name}:{name} is {_describe(obj)}, not a function")
         out[name] = obj
@@ -427,11 +339,10 @@ def skipped_summary(module, limit=8):
     for c in module.chunks:
         if c.node is None:
             out.append(f"{c.where}: not valid Python 3 ({c.error})")
+        elif c.broken:
+            out += [f"{b.message()}; it raises if called" for b in c.broken]
         elif id(c) not in loaded_chunks and not _definition_or_docstring(c.node):
             out.append(f"{c.where}: {c.text.strip().splitlines()[0][:50]!r}")
     if len(out) > limit:
         out = [*out[:limit], f"and {len(out) - limit} more top-level statements"]
     return out
-
-
-_ = sys

@@ -15,7 +15,6 @@ import numpy as np
 
 from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
 
-SIGMOID_LOSSES = ("se_sum", "se_half", "se_mean", "bce", "bce_mean")
 ACTIVATION_NAMES = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 LEAK = 0.01
 LOSS_FAMILIES = {  # what --loss names: the candidate (head, loss) pairs it allows
@@ -78,10 +77,6 @@ class Net:
 def layers(params):
     """The number of weight layers of a canonical params dict."""
     return sum(1 for k in params if k.startswith("W"))
-
-
-def has_bias(params):
-    return "b1" in params
 
 
 def candidates(families=None, activations=None, options=()):

@@ -10,14 +10,17 @@ most plausible one's exception is the error.
 from __future__ import annotations
 
 import dataclasses
+import linecache
+import sysconfig
 import traceback
 from pathlib import Path
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, models, problems, runner
+from mlpnn_jax.gradcheck import compare, conventions, discover, layouts, models, problems, runner, source
 
 _HERE = Path(__file__).resolve().parent
+_LIBRARIES = tuple(sorted({sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
 
 
 class GradcheckUsageError(ValueError):
@@ -39,13 +42,48 @@ def user_traceback(exc):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+def user_line(exc):
+    """'net.py, line 12: `Z = X @ W + b`' for the innermost frame of the user's code that raised, or ''."""
+    tb, line = exc.__traceback__, ""
+    while tb is not None:
+        filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+        path = Path(filename).resolve()
+        if path.parent != _HERE and not str(path).startswith(_LIBRARIES):
+            code = linecache.getline(filename, lineno).strip()
+            line = source.where(filename, lineno) + (f": `{code}`" if code else "")
+        tb = tb.tb_next
+    return line
+
+
 def usage_error(conv, problem, exc):
     args = ", ".join(conv.call.names)
     where = f"problem {problem.name}: n={problem.n}, " + ", ".join(
         f"{k}={v}" for k, v in problem.describe().items() if k in ("D", "H", "K") or k.startswith("H")
     )
+    line = user_line(exc)
+    at = f" at {line}" if line else ""
     return GradcheckUsageError(
-        f"{conv.target.name}({args}) raised {type(exc).__name__}: {exc} (on {where})", user_traceback(exc)
+        f"{conv.target.name}({args}) raised {type(exc).__name__}: {str(exc).strip()}{at} (on {where})"
+        + _fixed_sizes(conv, problem.sizes),
+        user_traceback(exc),
+    )
+
+
+def _fixed_sizes(conv, sizes):
+    """Why a method may fail on the checker's problems: its constructor makes arrays of its own sizes."""
+    if conv.make_self is None:
+        return ""
+    try:
+        made = conv.make_self(sizes)
+    except Exception:  # the user's constructor: it built for the probe's sizes, not for these
+        return ""
+    arrays = [f"{layouts.label(path)} {arr.shape}" for path, arr in layouts.leaves(made)]
+    if not arrays:
+        return ""
+    return (
+        f"; {discover.signature(type(made))} makes arrays of its own sizes [{', '.join(arrays)}] that the "
+        f"checker's layer sizes {list(sizes)} do not change (fixed sizes are not supported yet): pass "
+        f"--init FUNCTION, a function of yours that takes the layer sizes and returns a {type(made).__name__}"
     )
 
 
@@ -126,7 +164,31 @@ def _score(screen, out, conv, preferred):
     )
 
 
+def _self_maker(target, layout):
+    """sizes -> the instance to call a method on, where the params are not its attributes: made by
+    its class's constructor (GradcheckUsageError, one line, when it cannot be)."""
+    if not target.is_method() or layout.kind == "attributes":
+        return None
+    sizes = problems.sizes_for("small", layout.num_layers)
+    make, errors = discover.instance_maker(target.cls, sizes)
+    if make is not None:
+        return make
+    why = f": it raised {type(errors[0]).__name__}: {errors[0]}" if errors else ""
+    raise _unbuildable(target, sizes, why)
+
+
+def _unbuildable(target, sizes, why):
+    """The one-line error for a class the checker cannot make an instance of."""
+    name, signature = target.cls.__name__, discover.signature(target.cls)
+    return GradcheckUsageError(
+        f"cannot build the {name} to call {target.name} on from its constructor {signature} (tried "
+        f"with layer sizes such as {list(sizes)} and with no arguments){why}; pass --init FUNCTION, a "
+        f"function of yours that takes the layer sizes and returns a {name}"
+    )
+
+
 def _conventions(target, layout, strict):
+    make_self = _self_maker(target, layout)
     prefer_cols = any(s.transpose or s.bias_form == "col" for s in layout.slots)
     wants = not (target.is_method() and layout.kind == "attributes") and layout.kind != "args"
     slots = {s.label for s in layout.slots}
@@ -148,7 +210,7 @@ def _conventions(target, layout, strict):
         several = call.roles.count("C") > 1
         for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
             c = dataclasses.replace(call, cache=cache)
-            out.append(runner.Convention(target, layout, c, fcall, strict))
+            out.append(runner.Convention(target, layout, c, fcall, strict, make_self))
     return out
 
 

@@ -11,8 +11,6 @@ RTOL = 1e-7  # per entry, relative ...
 FLOOR = 1e-6  # ... to at least this fraction of the parameter's largest entry
 
 CODES = {
-    # what could be inferred
-    "convention": "the calling convention or the network could not be settled (see the message)",
     # the result's structure
     "type": "the function did not return gradients, or a value is not a numeric array",
     "missing_key": "a parameter has no gradient in the result",
@@ -32,13 +30,11 @@ CODES = {
     "early_update": "a weight was updated before the error was sent back through it",
     "layer_input": "a weight's gradient uses the pre-activation where the activation belongs",
     "l2": "the gradient includes L2 regularisation that the loss does not (or with another lambda)",
-    "loss_value": "the returned loss is not the loss of the network its gradients belong to",
     "few_entries": "only a few entries are wrong",
     "layer": "the wrong gradients are confined to some layers (which, and what it implies)",
     "mismatch": "a gradient is wrong in no recognised pattern",
     "reference": "the reference failed its finite-difference check (a bug in the checker)",
     # notes (never fail the check)
-    "inferred": "what the checker inferred about the code (note)",
     "skipped": "parts of the file the checker did not load (note)",
     "l2_note": "the gradient includes L2 regularisation, as the loss does (note)",
     "saturation": "a gradient is NaN or inf only where the units saturate: the code overflows there (note)",

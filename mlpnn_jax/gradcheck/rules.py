@@ -18,7 +18,7 @@ import numpy as np
 
 from mlpnn_jax.gradcheck import models
 from mlpnn_jax.gradcheck.compare import matches
-from mlpnn_jax.gradcheck.report import RTOL, fmt
+from mlpnn_jax.gradcheck.report import fmt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,4 +459,3 @@ RULES = (
     Rule("layer_input", "the last layer's gradient from the pre-activation", layer_input),
     Rule("few_entries", "at most three entries of a parameter wrong", few_entries, needs_net=False),
 )
-_ = RTOL

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, layouts
+from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
 _PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
 
@@ -19,6 +20,8 @@ class Convention:
     call: object  # conventions.Call
     fcall: object = None  # the forward function's Call
     strict_keys: bool = False  # today's dict convention: keys exactly W1, b1, ...
+    make_self: object = None  # sizes -> the instance a method is called on, where the params are not
+    # its attributes (made by the class's constructor: never a stand-in)
 
     def describe(self, problem):
         c, t = self.call, self.target
@@ -61,9 +64,6 @@ def _args(call, roles_values, conv=None, obj=None):
     return [
         layouts.get(obj, slots[r[2:]].path) if r.startswith("S:") else roles_values[r] for r in call.roles
     ]
-
-
-RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
 
 
 _IN_PLACE = (
@@ -112,9 +112,9 @@ def _updated(conv, obj, params):
 def _call_once(conv, params, x, y, sizes):
     obj = conv.layout.build(params, sizes)
     t = conv.target
-    rated = (_set_rates(obj) if t.is_method() else []) + _set_global_rates(t.fn)
+    lead = [obj if conv.make_self is None else conv.make_self(sizes)] if t.is_method() else []
+    rated = (_set_rates(lead[0]) if lead else []) + _set_global_rates(t.fn)
     values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": 1.0}
-    lead = [obj] if t.is_method() else []
     fwd = None
     if t.forward is not None:
         fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values, conv, obj))
