@@ -298,7 +298,7 @@ def cmd_report(args, signals):
 # ---------------------------------------------------------------- gradcheck
 
 
-def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **request):
+def run_gradcheck(target, *, out=None, err=None, timeout=60.0, memory_limit=None, isolate=True, **request):
     """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
 
     ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
@@ -307,9 +307,10 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **r
     ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
     The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
     user's traceback and one ``error:`` line, go to ``err``. Exit 0 when everything matches, 1 when
-    anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung or exited).
+    anything does not, 2 when the check could not run (bad PATH:NAME, the code raised, hung, exited or
+    ran out of ``memory_limit`` GB); with ``as_json`` exit 2 also prints a JSON object to ``out``.
     """
-    from mlpnn_jax.gradcheck.isolate import Request, run_file, run_isolated
+    from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_file, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out
@@ -317,31 +318,42 @@ def run_gradcheck(target, *, out=None, err=None, timeout=60.0, isolate=True, **r
     try:
         precheck(target)  # a missing file or function: no child process needed to say so
     except LoadError as e:
-        err.write(f"error: {e}\n")
-        return 2
+        return _not_checked(Outcome(2, error=str(e)), request.get("as_json"), out, err)
     options = {
         k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
     }
     request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
     req = Request(target=target, options=options, **request)
-    outcome, chatter = run_isolated(req, timeout) if isolate else (run_file(req), "")
+    outcome, chatter = run_isolated(req, timeout, memory_limit) if isolate else (run_file(req), "")
     err.write(chatter)
     if outcome.code == 2:
-        err.write(outcome.traceback)
-        err.write(f"error: {outcome.error}\n")
-        return 2
+        return _not_checked(outcome, req.as_json, out, err)
     out.write(outcome.report)
     return outcome.code
 
 
+def _not_checked(outcome, as_json, out, err):
+    """Exit 2: the traceback and one ``error:`` line to ``err``; with ``as_json`` also one JSON object."""
+    import json
+
+    err.write(outcome.traceback)
+    err.write(f"error: {outcome.error}\n")
+    if as_json:
+        record = {"status": "not checked", "error": outcome.error, "traceback": outcome.traceback or None}
+        out.write(json.dumps(record, indent=2) + "\n")
+    return 2
+
+
 def cmd_gradcheck(args, signals):
     """The gradcheck subcommand (see ``add_gradcheck_parser``)."""
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
+    for name, value in (("--timeout", args.timeout), ("--memory-limit", args.memory_limit)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be positive; got {value:g}")
     keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
     request = {k: getattr(args, k) for k in keys}
     options = {k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None}
-    return run_gradcheck(args.target, as_json=args.json, timeout=args.timeout, **request, **options)
+    bounds = {"timeout": args.timeout, "memory_limit": args.memory_limit}
+    return run_gradcheck(args.target, as_json=args.json, **bounds, **request, **options)
 
 
 # ---------------------------------------------------------------- main
