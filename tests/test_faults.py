@@ -512,3 +512,103 @@ def test_a_killed_runs_lock_and_leftovers_do_not_block_the_next_claim(tmp_path, 
         assert claimed.dir != run and claimed.dir.parent == tmp_path  # the new run is built beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # closed unpublished: the old run stays
     assert files_of(run) == files_of(base_run)
+
+
+# ---------------------------------------------------------------- gradcheck: user code, bounded
+
+# a correct per-batch backprop (the notebook's), with a marker line where each case puts its code
+_BACKPROP = """import numpy as np
+
+
+def backprop(params, X, Y):
+    # CASE
+    n = len(X)
+    A1 = np.tanh(X @ params['W1'] + params['b1'])
+    Z = A1 @ params['W2'] + params['b2']
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    d2 = (P - np.eye(P.shape[1])[Y]) / n
+    d1 = d2 @ params['W2'].T * (1 - A1**2)
+    return {'W1': X.T @ d1, 'b1': d1.sum(0), 'W2': A1.T @ d2, 'b2': d2.sum(0)}
+"""
+# the user's code records its pid and that of a subprocess of its own, then never returns
+_HANG = """import os, subprocess, time
+if not os.path.exists(PIDS):
+    kid = subprocess.Popen(['sleep', '600'])
+    open(PIDS, 'w').write(f'{os.getpid()} {kid.pid}\\n')
+while True:
+    time.sleep(0.01)"""
+
+
+def user_file(tmp_path, case):
+    path = tmp_path / "student.py"
+    code = _BACKPROP.replace("# CASE", case.replace("\n", "\n    "))
+    path.write_text(code.replace("PIDS", repr(str(tmp_path / "pids"))))
+    return f"{path}:backprop"
+
+
+def alive(pid):
+    """Whether process ``pid`` runs (a zombie nobody reaped yet counts as dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_gradcheck_leaves_no_process_behind_whatever_ends_it(tmp_path, signum):
+    proc = start("gradcheck", user_file(tmp_path, _HANG), "--timeout", 600)
+    pids_file, t_end = tmp_path / "pids", time.monotonic() + 90
+    while not (pids_file.is_file() and pids_file.read_text().endswith("\n")):
+        assert time.monotonic() < t_end and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert all(map(alive, pids))
+    proc.send_signal(signum)
+    proc.communicate(timeout=30)
+    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}.get(signum, -signal.SIGKILL)
+    t_end = time.monotonic() + 10
+    while any(map(alive, pids)) and time.monotonic() < t_end:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)]
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "words"),
+    [
+        ("import time\ntime.sleep(3600)", ["--timeout", 5], "did not finish within 5 s"),
+        ("big = bytearray(8 * 10**9)", [], "allows 4 GB of memory (--memory-limit)"),
+        ("big = bytearray(3 * 10**9)", ["--memory-limit", 2], "allows 2 GB of memory (--memory-limit)"),
+    ],
+    ids=["timeout", "memory-default", "memory-limit"],
+)
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_gradcheck_bounds_user_code_in_one_line(tmp_path, case, args, words, as_json):
+    proc = cli("gradcheck", user_file(tmp_path, case), *args, *(["--json"] if as_json else []))
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and words in last, proc.stderr
+    if as_json:
+        record = json.loads(proc.stdout)
+        assert record["status"] == "not checked" and words in record["error"]
+    else:
+        assert proc.stdout == ""
+
+
+def test_gradcheck_json_is_one_object_when_the_target_is_missing(tmp_path):
+    proc = cli("gradcheck", f"{tmp_path / 'none.py'}:backprop", "--json")
+    assert proc.returncode == 2
+    record = json.loads(proc.stdout)
+    assert record == {"status": "not checked", "error": record["error"], "traceback": None}
+    assert "none.py" in record["error"] and one_line(proc.stderr) == f"error: {record['error']}"
+
+
+def test_gradcheck_keeps_the_first_64_kb_of_what_user_code_prints(tmp_path):
+    # 20 MB a call, and the probe calls it several times
+    proc = cli("gradcheck", user_file(tmp_path, "print('x' * 20_000_000)"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OK" in proc.stdout
+    assert proc.stderr.startswith("x" * 65536) and len(proc.stderr) < 66000
+    more = proc.stderr.splitlines()[-1]
+    assert more.startswith("[gradcheck: ") and more.endswith(" MB more output of the code elided]")
+    assert float(more.split()[1]) > 20  # more than one call's worth was elided

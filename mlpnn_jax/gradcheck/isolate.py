@@ -149,16 +149,29 @@ def _bound_self(parent, pipe_fd, memory):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl
         os._exit(_ORPHANED)
-    # the pipe's write end lives only in the parent: EOF means it is gone; the group takes the user's
-    # own subprocesses with it (PR_SET_PDEATHSIG covers this process only)
-    threading.Thread(target=_die_with, args=(pipe_fd,), daemon=True).start()
+    _start_guard(pipe_fd)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
 
-def _die_with(pipe_fd):
-    while os.read(pipe_fd, 1):
-        pass
-    os.killpg(0, signal.SIGKILL)
+def _start_guard(pipe_fd):
+    """Forks the guard: it waits for the parent's end of the pipe to close, then kills this process group.
+
+    The write end lives only in the parent, so EOF means it is gone, however it ended; the group holds
+    the user's own subprocesses, which PR_SET_PDEATHSIG does not reach. A process of its own (forked
+    while this one has no threads yet), so that no user code holding the GIL can stop it.
+    """
+    if os.fork() != 0:
+        os.close(pipe_fd)
+        return
+    try:  # the guard never returns into the check
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the parent reads the child's output to its end: the guard holds none of it
+            os.dup2(devnull, fd)
+        while os.read(pipe_fd, 1):
+            pass
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(_ORPHANED)
 
 
 def memory_bytes(gb=None):
@@ -233,7 +246,7 @@ def _run_child(request, result, timeout, memory):
     except subprocess.TimeoutExpired:
         returncode = None
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the group may have ended already
+        with contextlib.suppress(ProcessLookupError):  # the child, its guard and the user's processes
             os.killpg(proc.pid, signal.SIGKILL)
         os.close(w)
         proc.wait()
