@@ -612,3 +612,67 @@ def test_gradcheck_keeps_the_first_64_kb_of_what_user_code_prints(tmp_path):
     more = proc.stderr.splitlines()[-1]
     assert more.startswith("[gradcheck: ") and more.endswith(" MB more output of the code elided]")
     assert float(more.split()[1]) > 20  # more than one call's worth was elided
+
+
+# ---------------------------------------------------------------- failed starts, paths, symlinks
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["--batch-size", 100000], 2), (["--lr", 1000, "--optimizer", "sgd", "--schedule", "constant"], 1)],
+    ids=["batch-too-large", "diverged"],
+)
+def test_a_failed_start_leaves_nothing_behind(tmp_path, base_run, small_mnist_dir, args, code):
+    new = cli("train", "--data-dir", small_mnist_dir, "--out", tmp_path / "a" / "b", *TINY, *args)
+    assert new.returncode == code, new.stderr
+    assert not (tmp_path / "a").exists()
+    old = copy_run(base_run, tmp_path / "old")
+    argv = ["train", "--data-dir", small_mnist_dir, "--out", old, "--overwrite", *TINY, *args]
+    assert cli(*argv).returncode == code
+    assert files_of(old) == files_of(base_run) and sorted(os.listdir(tmp_path)) == ["old"]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.parent.joinpath("file").write_text("mine"), "file is a file, not a directory"),
+        (lambda p: p.symlink_to(p.parent / "gone"), "is a symlink to a missing"),
+        (os.mkfifo, "is a FIFO, not a directory"),
+    ],
+    ids=["under-a-file", "dangling-symlink", "fifo"],
+)
+def test_out_paths_say_what_they_are(tmp_path, small_mnist_dir, make, words):
+    out = tmp_path / "out"
+    make(out)
+    before = sorted(os.listdir(tmp_path))
+    target = tmp_path / "file" / "run" if (tmp_path / "file").exists() else out
+    proc = cli("train", "--data-dir", small_mnist_dir, "--out", target, *TINY)
+    assert proc.returncode == 2 and words in one_line(proc.stderr), proc.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_fifo_as_a_data_file_is_named(tmp_path, small_mnist_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in small_mnist_dir.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "train-images-idx3-ubyte.gz").unlink()
+    os.mkfifo(data / "train-images-idx3-ubyte")
+    proc = cli("train", "--data-dir", data, "--out", tmp_path / "r", *TINY, timeout=60)
+    assert proc.returncode == 2
+    assert "train-images-idx3-ubyte is a FIFO, not a regular file" in one_line(proc.stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_a_symlink_to_a_run_is_followed_and_kept(tmp_path, base_run, small_mnist_dir, capsys):
+    run = copy_run(base_run, tmp_path / "runs" / "real")
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    argv = ["train", "--data-dir", small_mnist_dir, "--out", link, "--overwrite", *TINY, "--seed", 7]
+    assert cli(*argv).returncode == 0
+    assert link.is_symlink() and os.readlink(link) == str(run)
+    assert json.loads((run / "config.json").read_text())["seed"] == 7  # the new run, at the target
+    assert sorted(os.listdir(tmp_path)) == ["link", "runs"] and os.listdir(run.parent) == ["real"]
+    assert_complete_run(run, capsys)
+    assert main(["evaluate", str(link)]) == 0 and "Accuracy=" in capsys.readouterr().out
+    assert link.is_symlink() and sorted(os.listdir(tmp_path)) == ["link", "runs"]
