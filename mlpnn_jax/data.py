@@ -8,13 +8,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
+import stat
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "image_size", "load_mnist", "read_idx", "write_mnist"]
+__all__ = ["DataError", "image_size", "load_mnist", "path_kind", "read_idx", "write_mnist"]
 
 # The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
 _BUNDLED_DIR = Path(__file__).parent / "mnist"
@@ -31,6 +33,16 @@ _FILES = {
     "t10k-labels-idx1-ubyte": _LABELS_MAGIC,
 }
 _UBYTE = 0x08
+_MAX_DEFLATE_RATIO = 1032  # deflate expands at most ~1032:1
+_CHUNK = 1 << 20  # bytes inflated at a time
+_KINDS = {
+    stat.S_IFREG: "a file",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 _NUM_CLASSES = 10
 
 
@@ -102,7 +114,7 @@ def image_size(data_dir: str | Path | None = None) -> int | None:
                     header = f.read(16)
                 raw.seek(-4, 2)  # the gzip trailer: the decompressed size mod 2**32
                 size, size_mod = None, int.from_bytes(raw.read(4), "little")
-                limit = 1032 * raw.seek(0, 2)  # deflate expands at most ~1032:1
+                limit = _MAX_DEFLATE_RATIO * raw.seek(0, 2)
             else:
                 header, size = raw.read(16), raw.seek(0, 2)
     except (OSError, EOFError, ValueError, DataError, zlib.error):
@@ -134,10 +146,11 @@ def _load_dir(
     data_dir: Path, dtype: np.dtype, checksums: Mapping[str, str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load the four files in `data_dir`, checking sha256 of decompressed bytes if `checksums`."""
-    if not data_dir.exists():
+    kind = path_kind(data_dir)
+    if kind is None:
         raise DataError(f"{data_dir}: data directory does not exist")
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data directory is not a directory")
+    if kind != "a directory":
+        raise DataError(f"{data_dir}: the data directory is {kind}, not a directory")
     # Locate all four first, so a missing file is reported before the slow reads.
     paths = [_locate(data_dir, name) for name in _FILES]
     arrays = []
@@ -174,23 +187,66 @@ def _check_trainable(images: np.ndarray, path: Path) -> None:
 def _locate(data_dir: Path, name: str) -> Path:
     """Return data_dir/name if it exists, else data_dir/name.gz, else raise DataError."""
     for candidate in (data_dir / name, data_dir / f"{name}.gz"):
-        if candidate.is_file():
+        kind = path_kind(candidate)
+        if kind == "a file":
             return candidate
+        if kind is not None:  # never opened: reading a FIFO or a device could block or never end
+            raise DataError(f"{candidate} is {kind}, not a regular file")
     raise DataError(f"{data_dir / name}: missing file (expected {name} or {name}.gz)")
 
 
-def _read_bytes(path: Path) -> bytes:
+def path_kind(path: str | Path) -> str | None:
+    """What ``path`` is, for messages: "a file", "a directory", "a FIFO", ..., "a symlink to a missing
+    TARGET"; None when nothing is there (nor under a part of it that is not a directory)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"a symlink to a missing {os.readlink(path)}" if os.path.islink(path) else None
+    return _KINDS.get(stat.S_IFMT(mode), "not a file or directory")
+
+
+def _read_bytes(path: Path) -> bytes | bytearray:
     """Return the file's bytes, decompressed if its name ends in .gz."""
     try:
-        raw = path.read_bytes()
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with open(path, "rb") as raw, gzip.open(raw, "rb") as f:
+            return _inflate(f, path, os.fstat(raw.fileno()).st_size)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt gzip stream: {exc}") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-    if path.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: corrupt gzip stream: {exc}") from exc
+
+
+def _inflate(f, path: Path, compressed: int) -> bytes | bytearray:
+    """The IDX bytes of the gzip stream ``f``, inflating at most the size its header declares + 1 byte.
+
+    A gzip bomb (a small file whose payload inflates far past its header's shape) is refused after that
+    one byte, and the bytes are read in 1 MB steps into one buffer of the declared size: the memory used
+    is the declared size, never the size of the payload.
+    """
+    head = f.read(4)
+    head += f.read(4 * head[3]) if len(head) == 4 else b""
+    shape, _ = _parse_header(head, path)
+    declared = math.prod(shape)
+    if declared > _MAX_DEFLATE_RATIO * compressed:
+        raise DataError(
+            f"{path}: payload truncated: expected {declared} bytes for shape {shape}, more than"
+            f" {compressed} compressed bytes can inflate to"
+        )
+    buf = bytearray(len(head) + declared + 1)
+    buf[: len(head)] = head
+    n = len(head)
+    with memoryview(buf) as view:
+        while n < len(buf) and (got := f.readinto(view[n : n + _CHUNK])):
+            n += got
+    if n == len(buf):
+        raise DataError(
+            f"{path}: payload over-long: expected {declared} bytes for shape {shape}, but the gzip stream"
+            " holds more (read no further)"
+        )
+    del buf[n:]
+    return buf
 
 
 def _verify(path: Path, buf: bytes, expected: str | None) -> None:
@@ -220,8 +276,25 @@ def _read_checksums(path: Path) -> dict[str, str]:
     return table
 
 
-def _parse_idx(buf: bytes, path: Path, magic: int | None = None) -> np.ndarray:
+def _parse_idx(buf: bytes | bytearray, path: Path, magic: int | None = None) -> np.ndarray:
     """Return the uint8 array in IDX bytes `buf`; `magic` pins the exact header if given."""
+    shape, header = _parse_header(buf, path, magic)
+    expected = math.prod(shape)
+    got = len(buf) - header
+    if got < expected:
+        raise DataError(f"{path}: payload truncated: expected {expected} bytes for shape {shape}, got {got}")
+    if got > expected:
+        raise DataError(
+            f"{path}: payload over-long: expected {expected} bytes for shape {shape}, "
+            f"got {got} ({got - expected} trailing bytes)"
+        )
+    array = np.frombuffer(buf, np.uint8, count=expected, offset=header).reshape(shape)
+    array.flags.writeable = False  # a view over a bytearray when inflated
+    return array
+
+
+def _parse_header(buf: bytes | bytearray, path: Path, magic: int | None = None) -> tuple[tuple, int]:
+    """The shape and the header's length in bytes of the IDX bytes ``buf`` (its header at least)."""
     if len(buf) < 4:
         raise DataError(f"{path}: header truncated: expected at least 4 bytes, got {len(buf)}")
     got_magic = int.from_bytes(buf[:4], "big")
@@ -241,16 +314,7 @@ def _parse_idx(buf: bytes, path: Path, magic: int | None = None) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", count=ndim, offset=4))
     if 0 in shape[1:]:
         raise DataError(f"{path}: bad dimensions {shape}: sizes after the first must be > 0")
-    expected = math.prod(shape)
-    got = len(buf) - header
-    if got < expected:
-        raise DataError(f"{path}: payload truncated: expected {expected} bytes for shape {shape}, got {got}")
-    if got > expected:
-        raise DataError(
-            f"{path}: payload over-long: expected {expected} bytes for shape {shape}, "
-            f"got {got} ({got - expected} trailing bytes)"
-        )
-    return np.frombuffer(buf, np.uint8, count=expected, offset=header).reshape(shape)
+    return shape, header
 
 
 def _pair(

@@ -204,6 +204,12 @@ def add_gradcheck_parser(sub, func):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take (default 60)")
+    p.add_argument(
+        "--memory-limit",
+        type=float,
+        metavar="GB",
+        help="memory the checked code may use (default 4, at most what is free)",
+    )
     add_class_options(p)
     p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
     p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import checkpoint
+from mlpnn_jax.data import path_kind
 
 LOCK = ".mlpnn-jax"
 CHECKPOINT = "checkpoint.npz"
@@ -192,7 +193,7 @@ def recover(path):
 
     Safe at any time: siblings whose lock a live process holds are left alone. Returns ``path``.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # a symlink's run: its siblings are beside the target
     leftovers = [(tag, p) for tag, p in _siblings(path) if _lock_is_free(p)]
     if not path.exists():
         # killed between the two renames: the new run is complete (it is renamed only after its first
@@ -248,6 +249,7 @@ class RunDir:
 
     def __init__(self, path, option, kind, overwrite=False, resume=False):
         self.path, self.option, self.kind = path, option, kind
+        self._made = [p for p in (path, *path.parents) if not os.path.lexists(p)]  # deepest first
         self._locks = []
         self._staging = None
         self.published = True
@@ -259,8 +261,7 @@ class RunDir:
 
     def _claim(self, overwrite, resume):
         path, option = self.path, self.option
-        if path.exists() and not path.is_dir():
-            raise RunError(f"{option}: {path} exists and is not a directory")
+        _check_path(path, option)
         try:
             if not resume:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,18 +329,54 @@ class RunDir:
         self._staging = None
 
     def close(self):
-        """Releases the lock; an unpublished new run is removed, leaving the old run as it was."""
+        """Releases the lock; an unpublished new run is removed, leaving the old run as it was, and a run
+        that never wrote a file (a failed start) leaves nothing: no lock file, no directory it made."""
         if not self.published and self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
+        unused = self._locks and _names(self.path) == [LOCK]
+        if unused:  # unlinked while still locked: a second process finds it locked or gone
+            (self.path / LOCK).unlink(missing_ok=True)
         for lock in self._locks:
             lock.release()
         self._locks = []
+        for made in self._made if unused else ():
+            try:
+                made.rmdir()
+            except OSError:  # another process's files came in meanwhile: theirs to keep
+                break
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _names(path):
+    try:
+        return [p.name for p in path.iterdir() if not _is_temp(p.name)]
+    except OSError:
+        return None
+
+
+def _check_path(path, option):
+    """Refuses, in one line saying what is there, a path that is not a directory or is under a file."""
+    kind = path_kind(path)
+    if kind not in (None, "a directory"):
+        raise RunError(f"{option}: {path} is {kind}, not a directory")
+    blocking = next((p for p in path.parents if path_kind(p) is not None), None)
+    above = path_kind(blocking) if kind is None and blocking is not None else "a directory"
+    if above != "a directory":
+        raise RunError(f"{option}: cannot create {path}: {blocking} is {above}, not a directory")
+
+
+def _follow(path, option):
+    """The directory a symlink ``path`` names (the link itself is left as it is); a dangling one: RunError."""
+    if not path.is_symlink():
+        return path
+    if not path.exists():
+        raise RunError(f"{option}: {path} is {path_kind(path)}; create it or point the link elsewhere")
+    return Path(os.path.realpath(path))
 
 
 def claim(out, kind, *, overwrite=False, resume=False, option="--out"):
@@ -362,7 +399,7 @@ def claim(out, kind, *, overwrite=False, resume=False, option="--out"):
         out = Path("runs") / f"{kind}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     if out is None or str(out).strip() == "":
         raise RunError(f"{option}: an empty path (an unset shell variable?); name a directory")
-    return RunDir(Path(out).absolute(), option, kind, overwrite, resume)
+    return RunDir(_follow(Path(out).absolute(), option), option, kind, overwrite, resume)
 
 
 def write_guard(path, write):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import os
+import subprocess
+import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +194,20 @@ def _with_label(value: int, *where: int) -> Callable[[dict], np.ndarray]:
     return make
 
 
+def _swap(name: str, make: Callable[[Path], object]) -> Case:
+    """A case that replaces file `name` with what make(path) creates there (a FIFO, a symlink)."""
+
+    def apply(directory: Path, arrays: dict) -> None:
+        (directory / name).unlink()
+        make(directory / name)
+
+    return apply
+
+
+def _idx_header(magic: int, *shape: int) -> bytes:
+    return magic.to_bytes(4, "big") + np.array(shape, ">u4").tobytes()
+
+
 def _crc_flipped(payload: bytes) -> bytes:
     compressed = bytearray(gzip.compress(payload))
     compressed[-8] ^= 0xFF  # the CRC32 in the gzip trailer
@@ -249,6 +267,22 @@ ERROR_CASES = {
         _replace(TEST_LABELS, _crc_flipped, gz=True),
         [f"{TEST_LABELS}.gz"],
         ["corrupt gzip stream"],
+    ),
+    "gzip-over-long": (
+        _replace(TRAIN_LABELS, lambda b: gzip.compress(b + b"\0\0"), gz=True),
+        [f"{TRAIN_LABELS}.gz"],
+        ["payload over-long", "expected 7 bytes", "the gzip stream holds more"],
+    ),
+    "gzip-declares-more-than-deflate-can-hold": (
+        _replace(TRAIN_IMAGES, lambda b: gzip.compress(_idx_header(IMAGES_MAGIC, 10**9, 28, 28)), gz=True),
+        [f"{TRAIN_IMAGES}.gz"],
+        ["payload truncated", "expected 784000000000 bytes", "compressed bytes can inflate to"],
+    ),
+    "fifo": (_swap(TRAIN_IMAGES, os.mkfifo), [TRAIN_IMAGES], ["is a FIFO, not a regular file"]),
+    "dangling-symlink": (
+        _swap(TEST_LABELS, lambda path: path.symlink_to(path.parent / "gone")),
+        [TEST_LABELS],
+        ["is a symlink to a missing", "gone"],
     ),
     "count-mismatch": (
         _set(TRAIN_LABELS, lambda a: a[TRAIN_LABELS][:-1]),
@@ -406,3 +440,33 @@ def test_bundled_mnist_values(mnist: tuple) -> None:
     raw = read_idx(data._BUNDLED_DIR / f"{TEST_IMAGES}.gz")
     assert raw.shape == (10000, 28, 28)
     np.testing.assert_array_equal(x_test, scaled(raw, "float32"))
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    """A 4 MB train-images-idx3-ubyte.gz whose header says 60000 x 28 x 28 and whose payload inflates to
+    4 GB, loaded by a real process: refused as over-long with under 100 MB more than the declared size's
+    47 MB of peak memory."""
+    arrays = make_arrays(rows=28, cols=28)
+    write_set(tmp_path, arrays)
+    (tmp_path / TRAIN_IMAGES).unlink()
+    zeros = zlib.compressobj(9, zlib.DEFLATED, 31)  # one gzip member of 16 MB of zeros, repeated
+    member = zeros.compress(bytes(1 << 24)) + zeros.flush()
+    bomb = gzip.compress(_idx_header(IMAGES_MAGIC, 60000, 28, 28)) + member * 256
+    (tmp_path / f"{TRAIN_IMAGES}.gz").write_bytes(bomb)
+    assert len(bomb) < 5 * 2**20
+    # VmHWM, the peak resident memory of this process image (ru_maxrss would carry pytest's over exec)
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom mlpnn_jax.data import DataError, load_mnist\n"
+        "def peak():\n    status = Path('/proc/self/status').read_text()\n"
+        "    return int(status.split('VmHWM:')[1].split()[0])\n"
+        "before = peak()\n"
+        "try:\n    load_mnist(sys.argv[1])\nexcept DataError as e:\n    print(e)\n"
+        "print(peak() - before)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    message, extra_kb = proc.stdout.splitlines()
+    assert f"{TRAIN_IMAGES}.gz: payload over-long: expected 47040000 bytes" in message
+    assert int(extra_kb) * 1024 < 47_040_000 + 100 * 2**20, extra_kb

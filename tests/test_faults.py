@@ -512,3 +512,167 @@ def test_a_killed_runs_lock_and_leftovers_do_not_block_the_next_claim(tmp_path, 
         assert claimed.dir != run and claimed.dir.parent == tmp_path  # the new run is built beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # closed unpublished: the old run stays
     assert files_of(run) == files_of(base_run)
+
+
+# ---------------------------------------------------------------- gradcheck: user code, bounded
+
+# a correct per-batch backprop (the notebook's), with a marker line where each case puts its code
+_BACKPROP = """import numpy as np
+
+
+def backprop(params, X, Y):
+    # CASE
+    n = len(X)
+    A1 = np.tanh(X @ params['W1'] + params['b1'])
+    Z = A1 @ params['W2'] + params['b2']
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    d2 = (P - np.eye(P.shape[1])[Y]) / n
+    d1 = d2 @ params['W2'].T * (1 - A1**2)
+    return {'W1': X.T @ d1, 'b1': d1.sum(0), 'W2': A1.T @ d2, 'b2': d2.sum(0)}
+"""
+# the user's code records its pid and that of a subprocess of its own, then never returns
+_HANG = """import os, subprocess, time
+if not os.path.exists(PIDS):
+    kid = subprocess.Popen(['sleep', '600'])
+    open(PIDS, 'w').write(f'{os.getpid()} {kid.pid}\\n')
+while True:
+    time.sleep(0.01)"""
+
+
+def user_file(tmp_path, case):
+    path = tmp_path / "student.py"
+    code = _BACKPROP.replace("# CASE", case.replace("\n", "\n    "))
+    path.write_text(code.replace("PIDS", repr(str(tmp_path / "pids"))))
+    return f"{path}:backprop"
+
+
+def alive(pid):
+    """Whether process ``pid`` runs (a zombie nobody reaped yet counts as dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_gradcheck_leaves_no_process_behind_whatever_ends_it(tmp_path, signum):
+    proc = start("gradcheck", user_file(tmp_path, _HANG), "--timeout", 600)
+    pids_file, t_end = tmp_path / "pids", time.monotonic() + 90
+    while not (pids_file.is_file() and pids_file.read_text().endswith("\n")):
+        assert time.monotonic() < t_end and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert all(map(alive, pids))
+    proc.send_signal(signum)
+    proc.communicate(timeout=30)
+    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}.get(signum, -signal.SIGKILL)
+    t_end = time.monotonic() + 10
+    while any(map(alive, pids)) and time.monotonic() < t_end:
+        time.sleep(0.1)
+    assert not [p for p in pids if alive(p)]
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "words"),
+    [
+        ("import time\ntime.sleep(3600)", ["--timeout", 5], "did not finish within 5 s"),
+        ("big = bytearray(8 * 10**9)", [], "allows 4 GB of memory (--memory-limit)"),
+        ("big = bytearray(3 * 10**9)", ["--memory-limit", 2], "allows 2 GB of memory (--memory-limit)"),
+    ],
+    ids=["timeout", "memory-default", "memory-limit"],
+)
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_gradcheck_bounds_user_code_in_one_line(tmp_path, case, args, words, as_json):
+    proc = cli("gradcheck", user_file(tmp_path, case), *args, *(["--json"] if as_json else []))
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and words in last, proc.stderr
+    if as_json:
+        record = json.loads(proc.stdout)
+        assert record["status"] == "not checked" and words in record["error"]
+    else:
+        assert proc.stdout == ""
+
+
+def test_gradcheck_json_is_one_object_when_the_target_is_missing(tmp_path):
+    proc = cli("gradcheck", f"{tmp_path / 'none.py'}:backprop", "--json")
+    assert proc.returncode == 2
+    record = json.loads(proc.stdout)
+    assert record == {"status": "not checked", "error": record["error"], "traceback": None}
+    assert "none.py" in record["error"] and one_line(proc.stderr) == f"error: {record['error']}"
+
+
+def test_gradcheck_keeps_the_first_64_kb_of_what_user_code_prints(tmp_path):
+    # 20 MB a call, and the probe calls it several times
+    proc = cli("gradcheck", user_file(tmp_path, "print('x' * 20_000_000)"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OK" in proc.stdout
+    assert proc.stderr.startswith("x" * 65536) and len(proc.stderr) < 66000
+    more = proc.stderr.splitlines()[-1]
+    assert more.startswith("[gradcheck: ") and more.endswith(" MB more output of the code elided]")
+    assert float(more.split()[1]) > 20  # more than one call's worth was elided
+
+
+# ---------------------------------------------------------------- failed starts, paths, symlinks
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["--batch-size", 100000], 2), (["--lr", 1000, "--optimizer", "sgd", "--schedule", "constant"], 1)],
+    ids=["batch-too-large", "diverged"],
+)
+def test_a_failed_start_leaves_nothing_behind(tmp_path, base_run, small_mnist_dir, args, code):
+    new = cli("train", "--data-dir", small_mnist_dir, "--out", tmp_path / "a" / "b", *TINY, *args)
+    assert new.returncode == code, new.stderr
+    assert not (tmp_path / "a").exists()
+    old = copy_run(base_run, tmp_path / "old")
+    argv = ["train", "--data-dir", small_mnist_dir, "--out", old, "--overwrite", *TINY, *args]
+    assert cli(*argv).returncode == code
+    assert files_of(old) == files_of(base_run) and sorted(os.listdir(tmp_path)) == ["old"]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p.parent.joinpath("file").write_text("mine"), "file is a file, not a directory"),
+        (lambda p: p.symlink_to(p.parent / "gone"), "is a symlink to a missing"),
+        (os.mkfifo, "is a FIFO, not a directory"),
+    ],
+    ids=["under-a-file", "dangling-symlink", "fifo"],
+)
+def test_out_paths_say_what_they_are(tmp_path, small_mnist_dir, make, words):
+    out = tmp_path / "out"
+    make(out)
+    before = sorted(os.listdir(tmp_path))
+    target = tmp_path / "file" / "run" if (tmp_path / "file").exists() else out
+    proc = cli("train", "--data-dir", small_mnist_dir, "--out", target, *TINY)
+    assert proc.returncode == 2 and words in one_line(proc.stderr), proc.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_fifo_as_a_data_file_is_named(tmp_path, small_mnist_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in small_mnist_dir.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "train-images-idx3-ubyte.gz").unlink()
+    os.mkfifo(data / "train-images-idx3-ubyte")
+    proc = cli("train", "--data-dir", data, "--out", tmp_path / "r", *TINY, timeout=60)
+    assert proc.returncode == 2
+    assert "train-images-idx3-ubyte is a FIFO, not a regular file" in one_line(proc.stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_a_symlink_to_a_run_is_followed_and_kept(tmp_path, base_run, small_mnist_dir, capsys):
+    run = copy_run(base_run, tmp_path / "runs" / "real")
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    argv = ["train", "--data-dir", small_mnist_dir, "--out", link, "--overwrite", *TINY, "--seed", 7]
+    assert cli(*argv).returncode == 0
+    assert link.is_symlink() and os.readlink(link) == str(run)
+    assert json.loads((run / "config.json").read_text())["seed"] == 7  # the new run, at the target
+    assert sorted(os.listdir(tmp_path)) == ["link", "runs"] and os.listdir(run.parent) == ["real"]
+    assert_complete_run(run, capsys)
+    assert main(["evaluate", str(link)]) == 0 and "Accuracy=" in capsys.readouterr().out
+    assert link.is_symlink() and sorted(os.listdir(tmp_path)) == ["link", "runs"]

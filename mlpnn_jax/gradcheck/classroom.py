@@ -119,10 +119,11 @@ def _defining(folder, name):
     return found
 
 
-def check_file(target, request, timeout):
+def check_file(target, request, bounds):
     """Check one FILE:NAME in its own child process: a Row (never raises for the file's faults).
 
-    ``request`` holds the other fields of ``isolate.Request`` (init, forward, loss, options...).
+    ``request`` holds the other fields of ``isolate.Request`` (init, forward, loss, options...);
+    ``bounds`` the keyword arguments of ``isolate.run_isolated`` (timeout, memory_limit).
     """
     from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
@@ -130,7 +131,7 @@ def check_file(target, request, timeout):
     start = time.monotonic()
     try:
         precheck(target)  # a missing file or function, a definition that does not parse: no child
-        outcome, _ = run_isolated(Request(target=target, as_json=True, **request), timeout)
+        outcome, _ = run_isolated(Request(target=target, as_json=True, **request), **bounds)
     except LoadError as e:
         outcome = Outcome(2, error=str(e))
     return row(target, outcome, time.monotonic() - start)
@@ -150,10 +151,10 @@ def row(target, outcome, seconds):
     return Row(path, name, VERDICTS[outcome.code], outcome.code, message, seconds, params, report)
 
 
-def check_all(targets, request, timeout, jobs):
+def check_all(targets, request, bounds, jobs):
     """Check every target, ``jobs`` at a time: yields (its index, its Row) as each check ends."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(check_file, t, request, timeout): i for i, t in enumerate(targets)}
+        futures = {pool.submit(check_file, t, request, bounds): i for i, t in enumerate(targets)}
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future.result()
 

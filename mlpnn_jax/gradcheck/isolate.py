@@ -2,20 +2,31 @@
 ``os._exit``, closing stdout, raising ``GeneratorExit``) can take the checker down with it.
 
 ``run_file(request)`` is the whole job (load, check, format) and runs in the child; ``run_isolated``
-starts the child with a time limit and turns whatever happened into an exit code and one-line error.
+starts the child within bounds (time, memory, output kept; the child dies with the parent) and turns
+whatever happened into an exit code and one-line error.
 The child starts with ``python -P`` (no current directory on ``sys.path``) and never adds the user's
 folder to it: the user's own modules are loaded under private names (see ``load``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+
+DEFAULT_MEMORY_GB = 4.0  # the child's address space: JAX on the CPU needs about 1.5 GB of it
+OUTPUT_LIMIT = 64 * 1024  # bytes of the user's own output kept
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_ORPHANED = 3  # the child's exit status when its parent was gone before it could watch it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +126,9 @@ def _layouts(req, path, name, module, modules, target):
     return found
 
 
-def child_main(request_path, result_path):
-    """The child: read the request, run it, write the Outcome (JSON) to result_path."""
+def child_main(request_path, result_path, parent, pipe_fd, memory):
+    """The child: bound itself, read the request, run it, write the Outcome (JSON) to result_path."""
+    _bound_self(parent, pipe_fd, memory)
     req = Request(**json.loads(Path(request_path).read_text()))
     try:
         outcome = run_file(req)
@@ -131,39 +143,145 @@ def child_main(request_path, result_path):
     Path(result_path).write_text(json.dumps(dataclasses.asdict(outcome)))
 
 
-def run_isolated(req, timeout):
-    """Run the request in a child process: (Outcome, the child's own output for stderr)."""
+def _bound_self(parent, pipe_fd, memory):
+    """Dies with the parent, whatever ends it, and caps this process's address space at ``memory``."""
+    if sys.platform.startswith("linux"):  # the kernel sends SIGKILL when the parent dies, even by kill -9
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(_ORPHANED)
+    _start_guard(pipe_fd)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _start_guard(pipe_fd):
+    """Forks the guard: it waits for the parent's end of the pipe to close, then kills this process group.
+
+    The write end lives only in the parent, so EOF means it is gone, however it ended; the group holds
+    the user's own subprocesses, which PR_SET_PDEATHSIG does not reach. A process of its own (forked
+    while this one has no threads yet), so that no user code holding the GIL can stop it.
+    """
+    if os.fork() != 0:
+        os.close(pipe_fd)
+        return
+    try:  # the guard never returns into the check
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the parent reads the child's output to its end: the guard holds none of it
+            os.dup2(devnull, fd)
+        while os.read(pipe_fd, 1):
+            pass
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(_ORPHANED)
+
+
+def memory_bytes(gb=None):
+    """The child's address-space limit in bytes: ``gb`` GB (default DEFAULT_MEMORY_GB), at most the
+    memory available now."""
+    want = int((DEFAULT_MEMORY_GB if gb is None else gb) * 1e9)
+    return min(want, _available_memory())
+
+
+def _available_memory():
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_isolated(req, timeout, memory_limit=None):
+    """Run the request in a bounded child process: (Outcome, the child's own output for stderr).
+
+    Every check of a user's file goes through here, so each gets the same bounds: ``timeout`` seconds,
+    ``memory_limit`` GB of address space (``memory_bytes``), the first OUTPUT_LIMIT bytes of its output,
+    and no process left behind (the child's process group is killed on every way out of here; if this
+    process is killed, the child sees it and kills its group).
+    """
+    memory = memory_bytes(memory_limit)
     with tempfile.TemporaryDirectory(prefix="mlpnn-gradcheck-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps(dataclasses.asdict(req)))
-        env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-        cmd = [sys.executable, "-P", "-m", "mlpnn_jax.gradcheck.isolate", str(request), str(result)]
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired as e:
-            chatter = _text(e.stdout) + _text(e.stderr)
+        returncode, chatter = _run_child(request, result, timeout, memory)
+        if returncode is None:
             return Outcome(
                 2,
                 error=f"the check of {req.target} did not finish within {timeout:g} s (an endless loop, "
                 "or waiting for input?); raise --timeout if it is just slow",
             ), chatter
-        chatter = proc.stdout + proc.stderr
         if not result.is_file():
             return Outcome(
                 2,
-                error=f"the process checking {req.target} ended (exit status {proc.returncode}) before "
-                "the check finished: does the code call os._exit or exit the interpreter?",
+                error=f"the process checking {req.target} ended ({_status(returncode)}) before "
+                "the check finished: does the code call os._exit or exit the interpreter, or did it run "
+                f"out of memory (it may use {memory / 1e9:.3g} GB: --memory-limit)?",
             ), chatter
-        return Outcome(**json.loads(result.read_text())), chatter
+        outcome = Outcome(**json.loads(result.read_text()))
+    if outcome.traceback.rstrip().rsplit("\n", 1)[-1].split(":", 1)[0].endswith("MemoryError"):
+        note = f"; the check allows {memory / 1e9:.3g} GB of memory (--memory-limit)"
+        outcome = dataclasses.replace(outcome, error=outcome.error + note)
+    return outcome, chatter
 
 
-def _text(b):
-    if b is None:
-        return ""
-    return b.decode(errors="replace") if isinstance(b, bytes) else b
+def _run_child(request, result, timeout, memory):
+    """Runs the child to its end or ``timeout``: (its exit status or None on timeout, its output)."""
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per arena, one per thread
+    r, w = os.pipe()
+    args = [str(request), str(result), str(os.getpid()), str(r), str(memory)]
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "mlpnn_jax.gradcheck.isolate", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        pass_fds=(r,),
+        process_group=0,
+    )
+    os.close(r)
+    output = _Output(proc.stdout)
+    try:
+        returncode = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        returncode = None
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the child, its guard and the user's processes
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(w)
+        proc.wait()
+    return returncode, output.text()
+
+
+def _status(returncode):
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"
+
+
+class _Output:
+    """Reads a stream to its end on a thread, keeping its first OUTPUT_LIMIT bytes and counting the rest."""
+
+    def __init__(self, stream):
+        self.kept, self.more = bytearray(), 0
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        with stream:
+            while chunk := stream.read1(1 << 16):
+                room = OUTPUT_LIMIT - len(self.kept)
+                self.kept += chunk[:room]
+                self.more += max(0, len(chunk) - room)
+
+    def text(self):
+        """The output kept, and a line saying how much more was elided."""
+        self._thread.join()
+        text = self.kept.decode(errors="replace")
+        if self.more:
+            text += f"\n[gradcheck: {self.more / 1e6:.1f} MB more output of the code elided]\n"
+        return text
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], sys.argv[2])
+    child_main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:]))
