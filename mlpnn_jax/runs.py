@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import checkpoint
+from mlpnn_jax.checkpoint import CHECKPOINT
 
 LOCK = ".mlpnn-jax"
-CHECKPOINT = "checkpoint.npz"
 RUN_FILES = TRAIN_FILES = (
     "config.json",
     "metrics.jsonl",
