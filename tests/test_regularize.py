@@ -179,11 +179,11 @@ def test_augmentation_is_deterministic_and_resumes_equal(small_mnist, tmp_path, 
 def test_presets_fill_in_and_explicit_options_override(name):
     from mlpnn_jax.cli import build_parser
 
-    assert TrainConfig(preset="fast") == TrainConfig()
-    preset = TrainConfig(preset=name)
+    assert TrainConfig.from_preset(preset="fast") == TrainConfig()
+    preset = TrainConfig.from_preset(preset=name)
     assert PRESETS[name] and all(getattr(preset, k) == v for k, v in PRESETS[name].items())
     args = build_parser().parse_args(["train", "--preset", name, "--epochs", "2", "--ema-decay", "0"])
-    config = TrainConfig(**given_options(args))
+    config = TrainConfig.from_preset(**given_options(args))
     assert config == dataclasses.replace(preset, epochs=2, ema_decay=0.0)
     # a config rebuilt from all its fields (resume, replace) keeps them, whatever its preset
     assert TrainConfig.from_json(config.to_json()) == config
@@ -192,7 +192,7 @@ def test_presets_fill_in_and_explicit_options_override(name):
 
 def test_the_presets_are_the_commands_the_readme_measured():
     """The README's figures are of these flags; a preset that drifts from them has no figures."""
-    as_flags = lambda name: dataclasses.replace(TrainConfig(preset=name), preset="fast")  # noqa: E731
+    as_flags = lambda name: dataclasses.replace(TrainConfig.from_preset(preset=name), preset="fast")  # noqa: E731
     frontier = TrainConfig(augment="affine", ema_decay=0.999, epochs=150)
     assert as_flags("frontier") == frontier
     deep = dataclasses.replace(frontier, hidden=(1000, 500), activation="relu", augment="both", epochs=200)

@@ -138,7 +138,7 @@ def test_a_train_run_writes_a_self_contained_report(train_run):
     wrong = int(cm.sum() - np.trace(cm))
     assert text.count('class="digit"') == min(wrong, report_html.MAX_MISTAKES) > 0
     assert f"{wrong} of 256 test images are misclassified" in text
-    machine = json.loads((train_run / "machine.json").read_text())
+    (machine,) = json.loads((train_run / "machine.json").read_text())  # one session: one machine
     assert machine["jax"] in text and machine["devices"][0] in text
     history = [json.loads(line) for line in (train_run / "metrics.jsonl").read_text().splitlines()]
     assert all(f"{h['seconds']:.2f} s" in text for h in history)  # every epoch's time

@@ -12,9 +12,10 @@ import pytest
 
 from mlpnn_jax import ConfigError, DivergenceError, TrainConfig, apply, train
 from mlpnn_jax import checkpoint as ckpt
+from mlpnn_jax.epoch import make_mesh
 from mlpnn_jax.losses import LOSSES
 from mlpnn_jax.metrics import confusion_matrix
-from mlpnn_jax.trainer import input_stats, load_resume, make_mesh
+from mlpnn_jax.trainer import input_stats, load_resume
 
 SMALL = {"hidden": (32,), "batch_size": 64, "epochs": 2}
 
