@@ -35,7 +35,7 @@ def compiled_runs(data, preset, hidden):
         config = TrainConfig.from_preset(
             preset=preset, augment=kind, **({"hidden": hidden} if hidden else {})
         )
-        layout = E.layout(config, E.make_mesh(), len(x), len(data[2]), input_dim=x.shape[1])
+        layout = E.layout(config, E.make_mesh(), len(x), len(data[2]), x.shape[1])
         dev = E.place_data(layout, config, data, input_stats(x))
         train_epoch = E.make_train_epoch(config, layout)
         state = E.init_state(config, layout, initial_params(config, x.shape[1]))

@@ -106,7 +106,7 @@ def main():
     data = load_mnist()
     n, d = data[0].shape
     m = data[2].shape[0]
-    layout = E.layout(config, E.make_mesh(), n, m, input_dim=d)
+    layout = E.layout(config, E.make_mesh(), n, m, d)
     dev = E.place_data(layout, config, data, input_stats(data[0]))
     state = E.init_state(config, layout, initial_params(config, d))
     params, opt_state = jax.tree.map(jnp.copy, state)  # the epoch donates its state

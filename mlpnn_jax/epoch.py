@@ -84,17 +84,20 @@ def check_devices(config, mesh):
         )
 
 
-def layout(config, mesh, n_train, n_test, n_validation=0, input_dim=None):
-    """The Layout of ``config`` on ``mesh`` for data of these sizes; every check that needs the data.
+def layout(config, mesh, n_images, n_test, input_dim=None):
+    """The Layout of ``config`` on ``mesh`` for data of these sizes: every check that needs the data.
 
     Args:
         config: a TrainConfig.  mesh: the device mesh.
-        n_train: training samples (validation images not included).  n_test, n_validation: set sizes.
-        input_dim: pixels an image (augmentation needs square images); None: not checked.
+        n_images: the training set's images, the ``config.validation`` held out included.
+        n_test: test images.  input_dim: pixels an image (augmentation needs squares); None: unchecked.
     Returns:
         A Layout. Raises ConfigError (naming the field) for data the config cannot train on.
     """
-    n_dev = mesh.devices.size
+    n_dev, n_val = mesh.devices.size, config.validation
+    n_train = n_images - n_val
+    if n_val and n_val >= n_images:
+        raise ConfigError("validation", f"expected fewer than the {n_images} training images, got {n_val}")
     if n_test == 0:
         raise ConfigError("data_dir", "the test set is empty; accuracy needs at least one test image")
     if config.batch_size > n_train:
@@ -109,7 +112,7 @@ def layout(config, mesh, n_train, n_test, n_validation=0, input_dim=None):
             f" steps in int32), got {config.epochs}",
         )
     shape = _image_shape(config, input_dim)
-    return Layout(mesh, steps, shape, n_test % n_dev == 0, n_validation % n_dev == 0)
+    return Layout(mesh, steps, shape, n_test % n_dev == 0, n_val % n_dev == 0)
 
 
 def _image_shape(config, input_dim):

@@ -232,16 +232,16 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
     mesh = E.make_mesh() if mesh is None else mesh
     check_start(config, mesh)
     clock = {"start": time.perf_counter() if started is None else started}
+    layout = E.layout(config, mesh, data[0].shape[0], data[2].shape[0], data[0].shape[1])
     data, validation = split_validation(config, data)
-    (x_train, _, x_test, _), n_val = data, 0 if validation is None else len(validation[1])
-    layout = E.layout(config, mesh, x_train.shape[0], x_test.shape[0], n_val, x_train.shape[1])
+    x_train, _, x_test, _ = data
     state, stats, history = _start(config, layout, x_train, params, resume)
     dev_data = E.place_data(layout, config, data, stats, validation)
     train_epoch, last_good = E.make_train_epoch(config, layout), None
     clock.update(last=time.perf_counter(), before=history[-1]["elapsed"] if history else 0.0)
     for epoch in range(len(history) + 1, config.epochs + 1):
         new_state, metrics = train_epoch(state, np.int32(epoch), dev_data)
-        record = _record(epoch, metrics, (x_test.shape[0], n_val), clock)
+        record = _record(epoch, metrics, (x_test.shape[0], config.validation), clock)
         if resume is not None and epoch == len(resume["history"]) + 1:
             record["resumed"] = True  # where the run was continued
         _check_divergence(config, record, last_good)
@@ -256,13 +256,12 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
 
 
 def split_validation(config, data):
-    """(data without its last ``config.validation`` training images, those images (x, y) or None)."""
+    """(data without its last ``config.validation`` training images, those images (x, y) or None);
+    ``epoch.layout`` has checked that some are left."""
     x, y, x_test, y_test = data
     n, v = x.shape[0], config.validation
     if not v:
         return data, None
-    if v >= n:
-        raise ConfigError("validation", f"expected fewer than the {n} training images, got {v}")
     return (x[: n - v], y[: n - v], x_test, y_test), (x[n - v :], y[n - v :])
 
 
