@@ -169,7 +169,8 @@ def test_augmentation_is_deterministic_and_resumes_equal(small_mnist, tmp_path, 
     resumed = train(config, data, resume=load_resume(tmp_path / ckpt.CHECKPOINT, config))
     assert leaves_equal(resumed.train_params, full.train_params)
     assert leaves_equal(resumed.opt_state, full.opt_state)
-    drop = ("seconds", "elapsed")
+    assert [h.get("resumed") for h in resumed.history] == [None, True, None]  # where it was resumed
+    drop = ("seconds", "elapsed", "resumed")
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed.history] == [
         {k: v for k, v in h.items() if k not in drop} for h in full.history
     ]
