@@ -16,25 +16,32 @@ import statistics
 import time
 
 import jax
+import numpy as np
 
 from mlpnn_jax import TrainConfig, load_mnist
+from mlpnn_jax import epoch as E
 from mlpnn_jax.augment import KINDS
 from mlpnn_jax.checkpoint import write_json
 from mlpnn_jax.config import PRESETS
-from mlpnn_jax.trainer import Trainer, initial_params, input_stats
+from mlpnn_jax.trainer import initial_params, input_stats
 
 
 def compiled_runs(data, preset, hidden):
-    """For each ``--augment`` kind: [trainer, device data, state] after one epoch that compiles it."""
+    """For each ``--augment`` kind: [(config, layout, train_epoch), device data, state] after one epoch
+    that compiles it."""
     x = data[0]
     runs = {}
     for kind in KINDS:
-        config = TrainConfig(preset=preset, augment=kind, **({"hidden": hidden} if hidden else {}))
-        trainer = Trainer(config, len(x), n_test=len(data[2]), input_dim=x.shape[1])
-        dev = trainer.place_data(data, input_stats(x))
-        state, metrics = trainer.epoch(trainer.init_state(initial_params(config, x.shape[1])), 1, dev)
+        config = TrainConfig.from_preset(
+            preset=preset, augment=kind, **({"hidden": hidden} if hidden else {})
+        )
+        layout = E.layout(config, E.make_mesh(), len(x), len(data[2]), x.shape[1])
+        dev = E.place_data(layout, config, data, input_stats(x))
+        train_epoch = E.make_train_epoch(config, layout)
+        state = E.init_state(config, layout, initial_params(config, x.shape[1]))
+        state, metrics = train_epoch(state, np.int32(1), dev)
         jax.block_until_ready(metrics)
-        runs[kind] = [trainer, dev, state]
+        runs[kind] = [(config, layout, train_epoch), dev, state]
     return runs
 
 
@@ -42,9 +49,9 @@ def timed_epochs(runs, repeats):
     """Wall and CPU seconds of ``repeats`` epochs of each kind, interleaved: ({kind: [s]}, {kind: [s]})."""
     wall, cpu = {kind: [] for kind in runs}, {kind: [] for kind in runs}
     for r in range(repeats):
-        for kind, (trainer, dev, state) in runs.items():
+        for kind, ((_, _, train_epoch), dev, state) in runs.items():
             t, c = time.perf_counter(), time.process_time()
-            runs[kind][2], metrics = trainer.epoch(state, r + 2, dev)
+            runs[kind][2], metrics = train_epoch(state, np.int32(r + 2), dev)
             jax.block_until_ready(metrics)
             wall[kind].append(time.perf_counter() - t)
             cpu[kind].append(time.process_time() - c)
@@ -80,11 +87,11 @@ def main():
     runs = compiled_runs((x[: args.train], y[: args.train], x_test, y_test), args.preset, args.hidden)
     wall, cpu = timed_epochs(runs, args.repeats)
     table = cost_table(wall, cpu)
-    trainer = runs["none"][0]
-    net = "-".join(str(n) for n in (x.shape[1], *trainer.config.hidden, 10))
+    config, layout, _ = runs["none"][0]
+    net = "-".join(str(n) for n in (x.shape[1], *config.hidden, 10))
     print(
-        f"| augment | s / epoch ({trainer.steps_per_epoch} steps of {trainer.config.batch_size}, {net} "
-        f"{trainer.config.activation}) | extra, % of a plain epoch | CPU time |"
+        f"| augment | s / epoch ({layout.steps_per_epoch} steps of {config.batch_size}, {net} "
+        f"{config.activation}) | extra, % of a plain epoch | CPU time |"
     )
     print("|---|---|---|---|")
     for kind, row in table.items():

@@ -27,17 +27,19 @@ import numpy as np
 import optax
 
 from mlpnn_jax import TrainConfig, load_mnist
-from mlpnn_jax.trainer import Trainer, initial_params, input_stats
+from mlpnn_jax import epoch as E
+from mlpnn_jax.optim import make_optimizer
+from mlpnn_jax.trainer import initial_params, input_stats
 
 
-def pieces(trainer, x, y, x_test, y_test, params, opt_state):
+def pieces(config, layout, x, y, x_test, y_test, params, opt_state):
     """name: a function of no arguments that runs that piece, compiled, for one epoch's worth of steps.
 
     Every array is an argument of the jitted function (a closed-over one would be constant-folded), and
     every result is used (summed), so that XLA can drop nothing.
     """
-    c, optimizer = trainer.config, trainer.optimizer
-    bs, nb = c.batch_size, trainer.steps_per_epoch
+    optimizer = make_optimizer(config, layout.steps_per_epoch)
+    bs, nb = config.batch_size, layout.steps_per_epoch
     perm = jax.random.permutation(jax.random.key(0), x.shape[0])[: nb * bs].reshape(nb, bs)
     xb, yb = x[:bs], y[:bs]
     hidden = xb @ params["W1"]
@@ -104,15 +106,16 @@ def main():
     data = load_mnist()
     n, d = data[0].shape
     m = data[2].shape[0]
-    trainer = Trainer(config, n, n_test=m, input_dim=d)
-    dev = trainer.place_data(data, input_stats(data[0]))
-    state = trainer.init_state(initial_params(config, d))
+    layout = E.layout(config, E.make_mesh(), n, m, d)
+    dev = E.place_data(layout, config, data, input_stats(data[0]))
+    state = E.init_state(config, layout, initial_params(config, d))
     params, opt_state = jax.tree.map(jnp.copy, state)  # the epoch donates its state
-    fns = pieces(trainer, *dev[:4], params, opt_state)
+    fns = pieces(config, layout, *dev[:4], params, opt_state)
+    train_epoch = E.make_train_epoch(config, layout)
 
     def epoch(e):
         nonlocal state
-        state, metrics = trainer.epoch(state, e, dev)
+        state, metrics = train_epoch(state, np.int32(e), dev)
         jax.block_until_ready(metrics)
 
     fns["epoch"] = epoch
@@ -126,9 +129,7 @@ def main():
             )
     best = {name: min(t) for name, t in times.items()}
     h, k = config.hidden[0], 10
-    flops = trainer.steps_per_epoch * 2 * config.batch_size * (2 * d * h + 3 * h * k) + 2 * m * (
-        d * h + h * k
-    )
+    flops = layout.steps_per_epoch * 2 * config.batch_size * (2 * d * h + 3 * h * k) + 2 * m * (d * h + h * k)
     peak = gemm_peak()
     shares = {name: best[name] / best["epoch"] for name in ("gemm", "tanh", "gather", "optimizer", "metrics")}
     report = {"seconds": best, "gflop": flops / 1e9, "gemm_peak_gflops": peak / 1e9}

@@ -9,6 +9,7 @@ never needs code execution to read.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import json
 import math
@@ -21,10 +22,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from mlpnn_jax.data import NUM_CLASSES
+
 CHECKPOINT = "checkpoint.npz"
 FORMAT_VERSION = 1
 META_KEYS = ("config", "epoch", "history", "input_stats")
-NUM_CLASSES = 10
 
 
 class CheckpointError(ValueError):
@@ -71,27 +73,14 @@ def save(path, params, opt_state, meta):
         opt_state: the optax state (a pytree of arrays).
         meta: a JSON-serialisable dict (config, epoch, history, ...).
     """
-    arrays = {f"params/{k}": np.asarray(v) for k, v in params.items()}
-    for i, leaf in enumerate(jax.tree.leaves(opt_state)):
-        arrays[f"opt_state/{i:04d}"] = np.asarray(leaf)
-    arrays["meta"] = np.array(json.dumps({**meta, "format": FORMAT_VERSION}))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    save_arrays(path, params, {**meta, "format": FORMAT_VERSION}, jax.tree.leaves(opt_state))
 
 
-def load(path, opt_state_template=None, parse_config=None):
-    """Loads a checkpoint written by ``save`` and validates every field of it.
+def read_arrays(path):
+    """(arrays dict without ``meta``, meta dict) of an ``.npz`` of arrays plus a JSON ``meta`` string.
 
-    Args:
-        path: the .npz file.
-        opt_state_template: an optax state of the same optimizer (e.g. ``optimizer.init(params)``),
-            whose structure the stored leaves fill; None to skip the optimizer state.
-        parse_config: a function from the stored config dict to a config with ``hidden`` and ``dtype``
-            (e.g. ``TrainConfig.from_json``); its errors become CheckpointErrors, and the params are
-            checked against the parsed config. None checks the params' own consistency only.
-    Returns:
-        (params dict of numpy arrays, opt_state or None, meta dict).
-    Raises:
-        CheckpointError: one line naming the file and the first thing wrong with it.
+    Raises CheckpointError, naming the file, for a missing or unreadable file or a meta that is not a
+    JSON object.
     """
     path = Path(path)
     if not path.is_file():
@@ -104,26 +93,79 @@ def load(path, opt_state_template=None, parse_config=None):
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: not a readable checkpoint (its meta is not a JSON object)")
+    return arrays, meta
+
+
+def save_arrays(path, params, meta, leaves=()):
+    """Writes ``params`` (``params/W1`` ...), ``leaves`` (``opt_state/0000`` ...) and a JSON ``meta``
+    string to the ``.npz`` file ``path``, atomically."""
+    arrays = {f"params/{k}": np.asarray(v) for k, v in params.items()}
+    arrays.update((f"opt_state/{i:04d}", np.asarray(leaf)) for i, leaf in enumerate(leaves))
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def params_of(arrays):
+    """The params dict (``W1``, ``b1`` ...) of ``read_arrays``'s arrays."""
+    return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A checkpoint read once (``read``): its path, params, meta and optimizer-state leaves (in order)."""
+
+    path: Path
+    params: dict
+    meta: dict
+    leaves: tuple
+
+    def opt_state(self, template):
+        """The stored optimizer state in ``template``'s tree structure (e.g. ``optimizer.init(params)``,
+        or its ``jax.eval_shape``), checked leaf by leaf; CheckpointError if it does not fit."""
+        return _opt_state(self.path, self.leaves, template)
+
+
+def read(path, parse_config=None):
+    """Reads a checkpoint written by ``save`` and validates every field of it.
+
+    Args:
+        path: the .npz file.
+        parse_config: a function from the stored config dict to a config with ``hidden`` and ``dtype``
+            (e.g. ``TrainConfig.from_json``); its errors become CheckpointErrors, and the params are
+            checked against the parsed config. None checks the params' own consistency only.
+    Returns:
+        A Saved: params (a dict of numpy arrays), meta and the optimizer state's leaves.
+    Raises:
+        CheckpointError: one line naming the file and the first thing wrong with it.
+    """
+    path = Path(path)
+    arrays, meta = read_arrays(path)
     fmt = meta.get("format", 0)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise CheckpointError(f"{path}: its meta's format is {fmt!r}, expected an integer")
     if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer mlpnn-jax (format {meta['format']!r})")
     missing = [k for k in META_KEYS if k not in meta]
-    params = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}
+    params = params_of(arrays)
     if missing or "W1" not in params or len(params) % 2:
         raise CheckpointError(f"{path}: incomplete checkpoint (missing {missing or 'params'})")
     _check_meta(path, meta)
     widths = _check_params(path, params)
     if parse_config is not None:
         _check_fits_config(path, params, widths, _parse(path, meta["config"], parse_config))
-    opt_state = None if opt_state_template is None else _opt_state(path, arrays, opt_state_template)
-    return params, opt_state, meta
+    leaves = tuple(arrays[k] for k in sorted(k for k in arrays if k.startswith("opt_state/")))
+    return Saved(path, params, meta, leaves)
 
 
-def _opt_state(path, arrays, template):
+def load(path, opt_state_template=None, parse_config=None):
+    """``read``'s (params, opt_state in ``opt_state_template``'s structure or None, meta)."""
+    saved = read(path, parse_config)
+    opt_state = None if opt_state_template is None else saved.opt_state(opt_state_template)
+    return saved.params, opt_state, saved.meta
+
+
+def _opt_state(path, leaves, template):
     """The stored optimizer state, in ``template``'s tree structure, checked leaf by leaf."""
-    leaves = [arrays[k] for k in sorted(k for k in arrays if k.startswith("opt_state/"))]
     template, treedef = jax.tree.flatten(template)
     if len(leaves) != len(template) or any(
         np.shape(a) != np.shape(b) for a, b in zip(leaves, template, strict=True)

@@ -26,13 +26,14 @@ FAILED, USAGE_ERROR = 1, 2
 
 
 def _train_config(args):
-    """(TrainConfig, resume checkpoint or None, epochs already done) of the command line."""
+    """(TrainConfig, the checkpoint to resume as ``checkpoint.read`` returned it or None, epochs already
+    done) of the command line; the checkpoint is read here, once."""
     from mlpnn_jax import checkpoint, runs
     from mlpnn_jax.config import TrainConfig
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig(**given), None, 0
+        return TrainConfig.from_preset(**given), None, 0
     given = [
         *map(flag, given),
         *(["--out"] if args.out else []),
@@ -43,11 +44,11 @@ def _train_config(args):
             f"--resume continues {args.resume} in place with its own config; drop {', '.join(given)}"
         )
     path = runs.recover(args.resume) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
-    meta = checkpoint.load(path, parse_config=TrainConfig.from_json)[2]
-    config = TrainConfig.from_json(meta["config"])
-    if len(meta["history"]) >= config.epochs:
+    saved = checkpoint.read(path, parse_config=TrainConfig.from_json)
+    config = TrainConfig.from_json(saved.meta["config"])
+    if len(saved.meta["history"]) >= config.epochs:
         raise UsageError(f"--resume: {args.resume} already finished its {config.epochs} epochs")
-    return config, path, len(meta["history"])
+    return config, saved, len(saved.meta["history"])
 
 
 def cmd_train(args, signals):
@@ -128,21 +129,22 @@ def _finish_train(result, data, run):
     ``metrics.classify`` of the test set, for the report."""
     from mlpnn_jax import metrics
     from mlpnn_jax.runs import RUN_FILES
+    from mlpnn_jax.trainer import best_epoch, chosen_accuracy, reached_epoch
 
     hist, c = result.history, result.config
     classified = metrics.classify(result.params, data[2], c.activation, c.precision)
     cm = metrics.confusion_matrix(data[3], classified[1])
     acc = metrics.accuracy(cm)
     run.write_figures(result, cm, acc)
-    best = max(hist, key=lambda h: h["test_accuracy"])
+    key, best, reached = chosen_accuracy(c), best_epoch(c, hist), reached_epoch(c, hist)
+    split = key.split("_")[0]  # the set every choice was made on: validation, when the run held one out
     print(
         f"test accuracy {100 * acc:.2f}% after {result.epochs_run} epochs ({hist[-1]['elapsed']:.1f} s);"
-        f" best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}"
+        f" best {split} {100 * best[key]:.2f}% at epoch {best['epoch']}"
     )
-    reached = next((h for h in hist if h["test_accuracy"] >= (c.target_accuracy or 2)), None)
     if reached is not None:
         print(
-            f"reached {100 * c.target_accuracy:.1f}% at epoch {reached['epoch']}"
+            f"reached {split} {100 * c.target_accuracy:.1f}% at epoch {reached['epoch']}"
             f" after {reached['elapsed']:.1f} s"
         )
     print(f"wrote {run.path}/: {' '.join(RUN_FILES)}")
@@ -157,8 +159,8 @@ def cmd_evaluate(args, signals):
     from mlpnn_jax.config import TrainConfig
 
     path = runs.recover(args.run_dir) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
-    params, _, meta = checkpoint.load(path, parse_config=TrainConfig.from_json)
-    config = TrainConfig.from_json(meta["config"])
+    saved = checkpoint.read(path, parse_config=TrainConfig.from_json)  # read once
+    params, config = saved.params, TrainConfig.from_json(saved.meta["config"])
     setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
     from mlpnn_jax import metrics
     from mlpnn_jax.data import load_mnist
@@ -171,7 +173,7 @@ def cmd_evaluate(args, signals):
     checkpoint.check_input_dim(path, params, x_test.shape[1])
     if x_test.shape[0] == 0:
         raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
-    params = saved_params(path)[0]  # input statistics folded in; the moving average, if kept
+    params = saved_params(saved)[0]  # input statistics folded in; the moving average, if kept
     cm, acc = metrics.evaluate(params, x_test, y_test, config.activation, config.precision)
     print("Confusion matrix:\n%s" % cm)  # noqa: UP031
     print(f"Accuracy={acc}")
@@ -240,20 +242,14 @@ def _reproduce(args, signals, run):
     return 0
 
 
+PLAIN_PROGRESS_SECONDS = 10.0  # without a terminal (no bar), a progress line at least this often
+
+
 def _reproduce_one(args, loss, network, data, signals):
     """Runs one of the notebook's two trainings: (trained reference.MLPNN, train losses, test losses)."""
     from mlpnn_jax.reproduce import run_engine
 
     bar = progress(args.epochs, loss)
-
-    def on_chunk(first, train, test):
-        for epoch, value in enumerate(train, first):
-            if args.print_every and epoch % args.print_every == 0:
-                say(bar, "[epoch %d] loss: %.4f" % (epoch, value))  # noqa: UP031 - the notebook's line
-        if bar is not None:
-            bar.update(len(train))
-        return signals.requested is not None
-
     # Ctrl-C and the progress bar act between chunks of at most half a second (and at most 100 epochs):
     # every epoch of the slow numpy engine
     chunk = 1 if args.engine == "numpy" else 100
@@ -267,12 +263,40 @@ def _reproduce_one(args, loss, network, data, signals):
             dtype=args.dtype,
             precision=args.precision,
             chunk=chunk,
-            on_chunk=on_chunk,
+            on_chunk=_on_chunk(args, loss, bar, signals),
             chunk_seconds=0.5,
         )
     finally:
         if bar is not None:
             bar.close()
+
+
+def _on_chunk(args, loss, bar, signals):
+    """The reproduce run's ``on_chunk``: the notebook's lines, the bar or plain progress lines, Ctrl-C."""
+    from mlpnn_jax.reproduce import printed
+
+    clock = {"start": time.perf_counter(), "line": time.perf_counter()}
+
+    def on_chunk(first, train, test):
+        stop = signals.requested is not None
+        done = first + len(train) - 1
+        for epoch, value in enumerate(train, first):  # the last epoch run is printed too
+            if printed(epoch, done if stop else args.epochs, args.print_every):
+                say(bar, "[epoch %d] loss: %.4f" % (epoch, value))  # noqa: UP031 - the notebook's line
+        if bar is not None:
+            bar.update(len(train))
+        elif time.perf_counter() - clock["line"] >= PLAIN_PROGRESS_SECONDS:
+            _progress_line(clock, loss, done, args.epochs)
+        return stop
+
+    return on_chunk
+
+
+def _progress_line(clock, loss, done, epochs):
+    """A plain progress line on stderr (stdout holds the notebook's lines), for output that is no terminal."""
+    now = time.perf_counter()
+    print(f"{loss}: epoch {done}/{epochs}, {now - clock['start']:.0f} s", file=sys.stderr, flush=True)
+    clock["line"] = now
 
 
 # ---------------------------------------------------------------- report

@@ -114,6 +114,9 @@ class TrainConfig:
     train``. label_smoothing > 0 trains on the soft targets (1 - eps) one_hot + eps / 10 (with "kl", the KL
     to those; for "smooth_ce" it is that loss's own eps). standardize trains on (x - mean) / std of the
     training pixels, and the returned params have it folded into W1 and b1, so they take raw pixels.
+
+    ``TrainConfig(...)`` takes its fields as given (``preset`` only records a name); ``from_preset(...)``
+    first fills the fields not given from the named preset's table, as the command line does.
     """
 
     loss: str = option("ce", "per-example loss", choices=tuple(LOSSES))
@@ -222,9 +225,15 @@ class TrainConfig:
     seed: int = option(0, "random seed", check=_in(0, 2**32), expected="an integer in [0, 2**32)")
     target_accuracy: float | None = option(
         None,
-        "stop when test accuracy first reaches this",
+        "stop when the accuracy first reaches this (with --validation: the validation accuracy)",
         check=_in(0, 1, closed_low=False, closed_high=True),
         expected="in (0, 1]",
+    )
+    patience: int | None = option(
+        None,
+        "stop after this many epochs without a new best validation accuracy (needs --validation)",
+        check=lambda v: v >= 1,
+        expected="a positive integer",
     )
     data_dir: str | None = option(
         None, "a directory of MNIST-format IDX files (default: the bundled MNIST)", directory=True
@@ -242,6 +251,18 @@ class TrainConfig:
         for field, rule, expected in RULES:
             if not rule(self):
                 raise ConfigError(field, f"expected {expected}, got {getattr(self, field)!r}")
+
+    @classmethod
+    def from_preset(cls, **given):
+        """The config of ``given`` fields, the others from the preset ``given["preset"]`` (default fast)."""
+        name = given.get("preset", "fast")
+        if name not in PRESETS:
+            raise ConfigError("preset", f"expected one of {', '.join(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **given})
+
+    def in_effect(self):
+        """The JSON-ready dict of the fields that act in this config (no hinge_margin without hinge...)."""
+        return {k: v for k, v in self.to_json().items() if IN_EFFECT.get(k, _always)(self)}
 
     @property
     def decay(self):
@@ -288,26 +309,38 @@ class TrainConfig:
         return cls(**d)
 
 
-def _with_preset(init):
-    """TrainConfig's __init__, with the fields not given taken from the preset's table first."""
-
-    @functools.wraps(init)
-    def __init__(self, **given):
-        name = given.get("preset", "fast")
-        if name not in PRESETS:
-            raise ConfigError("preset", f"expected one of {', '.join(PRESETS)}, got {name!r}")
-        init(self, **{**PRESETS[name], **given})
-
-    return __init__
-
-
-TrainConfig.__init__ = _with_preset(TrainConfig.__init__)
 TUPLE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, tuple))
 
 # Checks that involve several fields: (the field blamed, rule(config) -> bool, what is expected).
 RULES = [
     ("label_smoothing", lambda c: c.loss != "smooth_ce" or c.label_smoothing > 0, "eps > 0 for smooth_ce"),
+    (
+        "patience",
+        lambda c: c.patience is None or c.validation > 0,
+        "a validation set to watch (validation > 0)",
+    ),
 ]
+
+
+def _always(config):
+    return True
+
+
+_AFFINE, _ELASTIC = ("affine", "both"), ("elastic", "both")
+# field: rule(config) -> whether the field acts in that config; a field not listed always does
+IN_EFFECT = {
+    "focal_gamma": lambda c: c.loss == "focal",
+    "hinge_margin": lambda c: c.loss == "hinge",
+    "momentum": lambda c: c.optimizer == "momentum",
+    "augment_degrees": lambda c: c.augment in _AFFINE,
+    "augment_scale": lambda c: c.augment in _AFFINE,
+    "augment_shear": lambda c: c.augment in _AFFINE,
+    "augment_shift": lambda c: c.augment in _AFFINE,
+    "elastic_alpha": lambda c: c.augment in _ELASTIC,
+    "elastic_sigma": lambda c: c.augment in _ELASTIC,
+    "patience": lambda c: c.patience is not None,
+    "target_accuracy": lambda c: c.target_accuracy is not None,
+}
 
 
 def _check_field(f, value):

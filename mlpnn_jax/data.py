@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "image_size", "load_mnist", "path_kind", "read_idx", "write_mnist"]
+__all__ = ["NUM_CLASSES", "DataError", "image_size", "load_mnist", "path_kind", "read_idx", "write_mnist"]
 
 # The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
 _BUNDLED_DIR = Path(__file__).parent / "mnist"
@@ -43,7 +43,7 @@ _KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
-_NUM_CLASSES = 10
+NUM_CLASSES = 10  # MNIST's digits: the model's outputs, the labels' range
 
 
 class DataError(ValueError):
@@ -325,10 +325,10 @@ def _pair(
         raise DataError(
             f"{images_path} and {labels_path}: count mismatch: {len(images)} images but {len(labels)} labels"
         )
-    bad = np.flatnonzero(labels >= _NUM_CLASSES)
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         raise DataError(
-            f"{labels_path}: labels outside 0..{_NUM_CLASSES - 1}: {bad.size} of {len(labels)}, "
+            f"{labels_path}: labels outside 0..{NUM_CLASSES - 1}: {bad.size} of {len(labels)}, "
             f"first is {labels[bad[0]]} at index {bad[0]}"
         )
     # One allocation, then divide in place: the same correctly rounded uint8 -> dtype division

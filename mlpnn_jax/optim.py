@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mlpnn_jax.data import NUM_CLASSES
+
 
 def _constant_schedule(lr, warm, total, config):
     if not warm:
@@ -47,14 +49,25 @@ def make_optimizer(config, steps_per_epoch):
     gradient before the optimizer sees it: g + decay * W. With ``ema_decay`` the chain ends in
     ``track_ema``. Without either, the optimizer is the plain optax one (its state as before).
     """
-    total = config.epochs * steps_per_epoch
-    sched = SCHEDULE_FNS[config.schedule](config.lr, int(config.warmup * total), total, config)
-    optimizer = OPTIMIZER_FNS[config.optimizer](sched, config)
+    optimizer = OPTIMIZER_FNS[config.optimizer](_schedule(config, steps_per_epoch), config)
     if config.decay and config.optimizer != "adamw":
         optimizer = optax.chain(optax.add_decayed_weights(config.decay, mask=weights_only), optimizer)
     if config.ema_decay:
         optimizer = optax.chain(optimizer, track_ema(config.ema_decay))
     return optimizer
+
+
+def _schedule(config, steps_per_epoch):
+    """The optimizer's learning rate: an optax schedule, or a number (a constant lr without warm-up,
+    which optax's optimizers take without a step count in their state)."""
+    total = config.epochs * steps_per_epoch
+    return SCHEDULE_FNS[config.schedule](config.lr, int(config.warmup * total), total, config)
+
+
+def make_schedule(config, steps_per_epoch):
+    """The learning rate of ``config`` as a function of the optimizer step (0-based; optax's count)."""
+    schedule = _schedule(config, steps_per_epoch)
+    return schedule if callable(schedule) else optax.constant_schedule(schedule)
 
 
 def weights_only(params):
@@ -99,7 +112,7 @@ def ema_params(config, opt_state):
 _STATE_COPIES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 
 
-def check_memory(config, input_dim, num_classes=10):
+def check_memory(config, input_dim, num_classes=NUM_CLASSES):
     """Raises ConfigError when even a lower bound of training's memory exceeds what the device has free.
 
     The bound: params, gradients and updates plus the optimizer's state (params-sized arrays each) and

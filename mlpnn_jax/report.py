@@ -77,9 +77,8 @@ def save_reproduction(run_dir, loss, params, seconds, epochs):
         params: {"W1": (D, H), "b1": (H,), "W2": (H, 10), "b2": (10,)}, the trained weights.
         seconds: wall time of the training (compilation included).  epochs: epochs run.
     """
-    arrays = {f"params/{k}": np.asarray(v) for k, v in params.items()}
-    arrays["meta"] = np.array(json.dumps({"seconds": float(seconds), "epochs": int(epochs)}))
-    checkpoint.atomic_write(Path(run_dir) / f"{loss}_params.npz", lambda f: np.savez(f, **arrays))
+    meta = {"seconds": float(seconds), "epochs": int(epochs)}
+    checkpoint.save_arrays(Path(run_dir) / f"{loss}_params.npz", params, meta)
 
 
 # ---------------------------------------------------------------- the report
@@ -91,8 +90,9 @@ def write_report(run_dir, machine=None, test_set=None, classified=None):
     Args:
         run_dir: a directory written by ``mlpnn-jax train`` (checkpoint.npz) or ``reproduce``
             (reproduce.json).
-        machine: ``machine_info()`` of the process that ran it, saved as machine.json; None to read
-            machine.json (a run without one shows "not recorded").
+        machine: ``machine_info()`` of the process that ran it, added to machine.json (a list: the
+            machine that started the run, then the one of each resume); None to read machine.json (a
+            run without one shows "not recorded").
         test_set: (x_test (m, D), y_test (m,)) to skip reloading the run's data set; None loads the one
             its config names (the bundled MNIST by default).
         classified: a train run's ``metrics.classify`` of its final params on test_set, (probabilities
@@ -105,19 +105,34 @@ def write_report(run_dir, machine=None, test_set=None, classified=None):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such directory")
-    if machine is not None:
-        checkpoint.write_json(run_dir / MACHINE, machine)
-    elif (run_dir / MACHINE).is_file():
-        machine = _read_json(run_dir / MACHINE)
     if (run_dir / checkpoint.CHECKPOINT).is_file():
-        page = _train_page(run_dir, machine, test_set, classified)
+        saved = checkpoint.read(run_dir / checkpoint.CHECKPOINT)  # read once for the whole page
+        machines = _machines(run_dir, machine, _sessions(saved.meta["history"]))
+        page = _train_page(run_dir, saved, machines, test_set, classified)
     elif (run_dir / REPRODUCE).is_file():
-        page = _reproduce_page(run_dir, machine, test_set)
+        page = _reproduce_page(run_dir, _machines(run_dir, machine, 1), test_set)
     else:
         raise ReportError(f"{run_dir}: not a run directory (no {checkpoint.CHECKPOINT} or {REPRODUCE})")
     path = run_dir / REPORT
     checkpoint.write_text(path, page)
     return path
+
+
+def _sessions(history):
+    """The number of processes that trained a run: the first, and one per ``resumed`` marker."""
+    return 1 + sum(bool(h.get("resumed")) for h in history)
+
+
+def _machines(run_dir, machine, sessions):
+    """The run's machine.json as a list (one a session), with ``machine`` recorded as the last
+    session's; [] where none was ever recorded."""
+    path = run_dir / MACHINE
+    machines = _read_json(path) if path.is_file() else []
+    machines = [machines] if isinstance(machines, dict) else machines  # written before resumes appended
+    if machine is not None:
+        machines = [*machines[: sessions - 1], machine]
+        checkpoint.write_json(path, machines)
+    return machines
 
 
 def _read_json(path):
@@ -139,19 +154,19 @@ def _test_set(test_set, data_dir, dtype, n_inputs):
     return x, y
 
 
-def _train_page(run_dir, machine, test_set, classified):
+def _train_page(run_dir, saved, machines, test_set, classified):
     from mlpnn_jax import metrics
     from mlpnn_jax.trainer import saved_params
 
     # the params as the run evaluated them: the moving average of the weights when it kept one
-    params, config = saved_params(run_dir / checkpoint.CHECKPOINT)
+    params, config = saved_params(saved)
     history = _history(run_dir / "metrics.jsonl")
     x, y = _test_set(test_set, config.data_dir, config.dtype, params["W1"].shape[0])
     if classified is None:
         classified = metrics.classify(params, x, config.activation, config.precision)
     probs, pred = classified
-    cm = _confusion(y, pred, probs.shape[1])
-    acc = np.trace(cm) / cm.sum()
+    cm = metrics.confusion_matrix(y, pred, probs.shape[1])
+    acc = metrics.accuracy(cm)
     last = history[-1]
     sizes = "-".join(str(n) for n in [params["W1"].shape[0], *config.hidden, probs.shape[1]])
     subtitle = (
@@ -174,27 +189,34 @@ def _train_page(run_dir, machine, test_set, classified):
             report_html.epochs_table(history)
             + report_html.note("Epoch 1 includes compiling the jitted epoch."),
         ),
-        report_html.setup_section(config.to_json(), machine),
+        report_html.setup_section(config.in_effect(), machines),
     ]
     return report_html.page("Training run", run_dir, subtitle, kpis, sections)
 
 
 def _curves_section(config, history):
-    """The learning curves of a train run: losses, and the accuracies of every split it measured."""
+    """The learning curves of a train run: losses, the accuracies of every split it measured and the
+    learning rate, each with a dashed line at every epoch where the run was resumed."""
     loss = [("train", [h["train_loss"] for h in history]), ("test", [h["test_loss"] for h in history])]
     acc = [("test", [100 * h["test_accuracy"] for h in history])]
     if "validation_accuracy" in history[0]:
         acc.insert(0, ("validation", [100 * h["validation_accuracy"] for h in history]))
+    resumed = [h["epoch"] for h in history if h.get("resumed")]
     curves = [
-        report_html.chart(loss, f"{config.loss} loss (mean)", "Loss"),
-        report_html.chart(acc, "accuracy (%)", "Accuracy"),
+        report_html.chart(loss, f"{config.loss} loss (mean)", "Loss", marks=resumed),
+        report_html.chart(acc, "accuracy (%)", "Accuracy", marks=resumed),
     ]
+    if any("lr" in h for h in history):  # runs written before it was recorded have none
+        lr = [("lr", [h.get("lr", np.nan) for h in history])]
+        curves.append(report_html.chart(lr, "at the epoch's last step", "Learning rate", marks=resumed))
     note = (
         f"The train loss is measured against the smoothed targets (eps {config.label_smoothing:g}), so it"
-        " sits above the test loss, which uses the true labels."
+        " sits above the test loss, which uses the true labels. "
         if config.label_smoothing
         else ""
     )
+    if resumed:
+        note += f"Dashed lines: resumed before epoch {', '.join(map(str, resumed))}."
     return report_html.section(
         "Learning curves",
         report_html.grid(*(report_html.img(c, "chart") for c in curves)) + report_html.note(note),
@@ -211,12 +233,7 @@ def _history(path):
     return history
 
 
-def _confusion(y, pred, k):
-    y, pred = np.asarray(y, np.int64), np.asarray(pred, np.int64)
-    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-
-
-def _reproduce_page(run_dir, machine, test_set):
+def _reproduce_page(run_dir, machines, test_set):
     config = _read_json(run_dir / REPRODUCE)
     losses = [loss for loss in LOSS_NAMES if (run_dir / f"{loss}_params.npz").is_file()]
     if not losses:
@@ -247,7 +264,7 @@ def _reproduce_page(run_dir, machine, test_set):
         report_html.section(
             "Timing", report_html.timing_table([(r["name"], r["epochs"], r["seconds"]) for r in runs])
         ),
-        report_html.setup_section(config, machine),
+        report_html.setup_section(config, machines),
     ]
     return report_html.page("The notebook's experiment, reproduced", run_dir, subtitle, kpis, sections)
 
@@ -255,13 +272,14 @@ def _reproduce_page(run_dir, machine, test_set):
 def _reproduced(run_dir, loss, config, test_set):
     """Everything the page shows of one reproduced loss, as a dict."""
     import reference
+    from mlpnn_jax import metrics
 
     params, meta = _load_params(run_dir / f"{loss}_params.npz")
     x, y = _test_set(test_set, config["data_dir"], config["dtype"], params["W1"].shape[0])
     net = reference.MLPNN.from_params(params)  # the network the run evaluated, in float64
     net(x)
     probs = net.cache["A2"]  # unclipped: the output clips at 1e-8, which would tie the worst digits
-    cm = _confusion(y, probs.argmax(1), probs.shape[1])
+    cm = metrics.confusion_matrix(y, probs.argmax(1), probs.shape[1])
     train, test = _loss_curves(run_dir / f"{loss}_losses.csv")
     sign = -1 if loss == "kl" else 1  # the notebook printed -KL; the chart shows the loss itself
     name = LOSS_NAMES[loss]
@@ -272,7 +290,7 @@ def _reproduced(run_dir, loss, config, test_set):
         "name": name,
         "test_set": (x, y),
         "sizes": f"{params['W1'].shape[0]}-{params['W1'].shape[1]}-{params['W2'].shape[1]}",
-        "accuracy": np.trace(cm) / cm.sum(),
+        "accuracy": metrics.accuracy(cm),
         "epochs": meta["epochs"],
         "seconds": meta["seconds"],
         "chart": chart,
@@ -287,12 +305,10 @@ def _reproduced(run_dir, loss, config, test_set):
 def _load_params(path):
     """(params dict, meta dict) of a ``save_reproduction`` file."""
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ReportError(f"{path}: not readable ({type(e).__name__}: {e})") from None
-    return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("params/")}, meta
+        arrays, meta = checkpoint.read_arrays(path)
+    except checkpoint.CheckpointError as e:
+        raise ReportError(str(e)) from None
+    return checkpoint.params_of(arrays), meta
 
 
 def _loss_curves(path):
@@ -306,10 +322,12 @@ def _loss_curves(path):
 
 def _printed_lines(run_dir, loss, config, train):
     """The lines the reproduce command printed for ``loss``: its epoch lines and its evaluation."""
-    every = config["print_every"]
+    from mlpnn_jax.reproduce import printed
+
+    every, last = config["print_every"], len(train)
     lines = [f"== {LOSS_NAMES[loss]} =="]
     # the notebook's own %-format, as the command printed it
-    lines += ["[epoch %d] loss: %.4f" % (e, v) for e, v in enumerate(train, 1) if every and e % every == 0]  # noqa: UP031
+    lines += ["[epoch %d] loss: %.4f" % (e, v) for e, v in enumerate(train, 1) if printed(e, last, every)]  # noqa: UP031
     confusion = run_dir / f"{loss}_confusion.txt"
     lines.append(confusion.read_text().rstrip() if confusion.is_file() else "(no confusion matrix saved)")
     return "\n".join(lines)

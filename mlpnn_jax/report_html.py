@@ -42,8 +42,9 @@ _CHART_STYLE = {
 }
 
 
-def chart(series, ylabel, title, log=False):
-    """A line chart of ``series`` [(label, values per epoch)] as an SVG data: URI."""
+def chart(series, ylabel, title, log=False, marks=()):
+    """A line chart of ``series`` [(label, values per epoch)] as an SVG data: URI; a dashed vertical
+    line at each epoch of ``marks`` (where a run was resumed)."""
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -56,6 +57,8 @@ def chart(series, ylabel, title, log=False):
             values = np.asarray(values, float)
             marker = "o" if len(values) <= 30 else None
             ax.plot(np.arange(1, len(values) + 1), values, label=label, color=color, marker=marker, ms=5)
+        for epoch in marks:
+            ax.axvline(epoch - 0.5, color="#6b7280", linestyle="--", linewidth=1)
         if log:
             ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -253,12 +256,15 @@ def _value(v):
     return json.dumps(v) if not isinstance(v, str) else v
 
 
-def setup_section(config, machine):
+def setup_section(config, machines):
+    """The config's fields (those in effect) beside the machines: the one that started the run, then the
+    one of each resume."""
     config = {k: ("bundled MNIST" if k == "data_dir" and v is None else v) for k, v in config.items()}
-    machine_html = _kv(machine) if machine else note("Not recorded: this run predates its report.")
-    return section(
-        "Configuration and machine", grid("<h3>config</h3>" + _kv(config), "<h3>machine</h3>" + machine_html)
-    )
+    titles = ["machine", *(f"machine of resume {i}" for i in range(1, len(machines)))]
+    machine_html = "".join(f"<h3>{t}</h3>{_kv(m)}" for t, m in zip(titles, machines, strict=False))
+    if not machines:
+        machine_html = "<h3>machine</h3>" + note("Not recorded: this run predates its report.")
+    return section("Configuration and machine", grid("<h3>config</h3>" + _kv(config), machine_html))
 
 
 _CSS = """

@@ -125,6 +125,12 @@ def run_engine(
     return reference.MLPNN.from_params(jax.tree.map(np.asarray, params)), train, test
 
 
+def printed(epoch, last, every):
+    """Whether the ``[epoch N] loss`` line of ``epoch`` is printed: every ``every``-th epoch, as the
+    notebook did, and the ``last`` epoch run, so that a run's final loss is always shown (0: never)."""
+    return bool(every) and (epoch % every == 0 or epoch == last)
+
+
 def _in_chunks(run, epochs, chunk, on_chunk, chunk_seconds=None):
     """Calls ``run(n) -> (train, test)`` for chunks of n epochs, then ``on_chunk``, until done or stopped.
 

@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import checkpoint
+from mlpnn_jax.checkpoint import CHECKPOINT
 from mlpnn_jax.data import path_kind
 
 LOCK = ".mlpnn-jax"
-CHECKPOINT = "checkpoint.npz"
 RUN_FILES = TRAIN_FILES = (
     "config.json",
     "metrics.jsonl",

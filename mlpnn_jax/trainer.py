@@ -1,9 +1,10 @@
-"""Minibatch training with optax, jit-compiled: the compiled epoch and the loop around it.
+"""Minibatch training with optax: the loop around the compiled epoch (``epoch.make_train_epoch``).
 
-An epoch is one jitted ``lax.scan`` over batches drawn from a permutation made on the device; the train
-state is donated, the data stays on the device, and metrics come back once per epoch. Data parallelism is
-sharding: params are replicated over a ``("batch",)`` mesh of every device and each batch is split
-across it, so one process, one host of several GPUs, or several hosts run the same step.
+The stages, each handing one value on: the config (checked on its own), ``load_data`` (the data set, and
+the initial params or a checkpoint's state), ``epoch.layout`` (every check that needs the data), the
+placed state and data, then one jitted epoch after another, each turned into a history record on the
+host. With a validation set every choice (``target_accuracy``, ``patience``, the best epoch) is made on
+its accuracy; the test set is measured and reported, never used to choose.
 """
 
 from __future__ import annotations
@@ -18,20 +19,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from mlpnn_jax import optim
-from mlpnn_jax.augment import draw_steps, warp
+from mlpnn_jax import checkpoint, optim
+from mlpnn_jax import epoch as E
 from mlpnn_jax.config import ConfigError, TrainConfig
-from mlpnn_jax.losses import get_loss
-from mlpnn_jax.model import apply, init_params
+from mlpnn_jax.data import NUM_CLASSES
+from mlpnn_jax.model import init_params
 from mlpnn_jax.optim import check_memory, make_optimizer
-
-NUM_CLASSES = 10
-NOISE_STREAM = 0x6E6F6973  # fold_in of the epoch's key for its augmentation and dropout draws
 
 
 def _same(name):
@@ -112,218 +107,37 @@ def fold_input_stats(params, stats):
     return {**params, "W1": w1 / std, "b1": params["b1"] - (mean / std) * w1.sum(0)}
 
 
-def make_mesh(devices=None):
-    """A 1-D ``("batch",)`` mesh over ``devices`` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return jax.sharding.Mesh(np.array(devices), ("batch",))
-
-
-def _batch_loss_fn(config):
-    """The mean training loss of a batch, ``f(params, x (B, D), labels (B,)[, dropout key]) -> scalar``."""
-    loss = get_loss(config.loss, **config.loss_options())
-    eps = config.label_smoothing if config.loss != "smooth_ce" else 0.0
-
-    def f(params, x, labels, key=None):
-        if config.compute_dtype:  # bfloat16 compute, float32 master weights: grads come back float32
-            params = jax.tree.map(lambda p: p.astype(config.compute_dtype), params)
-            x = x.astype(config.compute_dtype)
-        dropout = None if key is None else (key, config.dropout_input, config.dropout_hidden)
-        logits = apply(params, x, config.activation, dropout).astype(config.dtype)
-        targets = labels
-        if eps:
-            targets = (1 - eps) * jax.nn.one_hot(labels, NUM_CLASSES, dtype=logits.dtype) + eps / NUM_CLASSES
-        return jnp.mean(loss(logits, targets))
-
-    return f
-
-
-class Trainer:
-    """The compiled pieces of one training configuration on one mesh.
-
-    Args:
-        config: a TrainConfig.
-        n_train: the number of training samples (validation images not included).
-        mesh: the device mesh (default: all devices).
-        n_test, n_validation: the sizes of the test and validation sets.
-        input_dim: pixels per image; augmentation needs square images.
-    """
-
-    def __init__(self, config, n_train, mesh=None, n_test=None, n_validation=0, input_dim=None):
-        self.config = config
-        self.mesh = make_mesh() if mesh is None else mesh
-        n_dev = self.mesh.devices.size
-        if n_test == 0:
-            raise ConfigError("data_dir", "the test set is empty; accuracy needs at least one test image")
-        if config.batch_size > n_train:
-            raise ConfigError(
-                "batch_size", f"expected at most the {n_train} training samples, got {config.batch_size}"
-            )
-        if config.batch_size % n_dev:
-            raise ConfigError(
-                "batch_size",
-                f"expected a multiple of the {n_dev} devices that share each batch, got {config.batch_size}",
-            )
-        self.steps_per_epoch = n_train // config.batch_size
-        self.image_shape = _image_shape(config, input_dim)
-        self.augment_config = config.augment_config()
-        self.dropout = bool(config.dropout_input or config.dropout_hidden)
-        self.noisy = self.dropout or config.augment != "none"  # draws random numbers every step
-        total = config.epochs * self.steps_per_epoch
-        if total > _MAX_STEPS:  # optax counts steps in int32; the schedules would overflow
-            raise ConfigError(
-                "epochs",
-                f"expected at most {_MAX_STEPS // self.steps_per_epoch} epochs of {self.steps_per_epoch}"
-                f" steps (optax counts optimizer steps in int32), got {config.epochs}",
-            )
-        self.optimizer = make_optimizer(config, self.steps_per_epoch)
-        self.replicated = NamedSharding(self.mesh, P())
-        self.batch_sharded = NamedSharding(self.mesh, P("batch"))
-        # out_shardings matching the inputs keep one executable for every epoch (else epoch 2 recompiles)
-        self._epoch = jax.jit(self._epoch_impl, donate_argnums=(0,), out_shardings=self.replicated)
-        # the test set is split over the devices too, where its size allows
-        self.test_sharding = self.batch_sharded if n_test and n_test % n_dev == 0 else self.replicated
-        self.validation_sharding = self.batch_sharded if n_validation % n_dev == 0 else self.replicated
-
-    def init_state(self, params):
-        """(params, a fresh optimizer state), both replicated on the mesh."""
-        params = self.place(params)
-        return params, jax.jit(self.optimizer.init, out_shardings=self.replicated)(params)
-
-    def place(self, tree):
-        """``tree`` replicated on every device of the mesh (each process passes the full value)."""
-        return jax.tree.map(lambda a: _global_array(np.asarray(a), self.replicated), tree)
-
-    def place_data(self, data, stats, validation=None):
-        """The data set, its (mean, std) and the validation set (x (v, D), y (v,)) or None, on the mesh
-        in the config's dtype: ``epoch``'s ``data``."""
-        dtype = np.dtype(self.config.dtype)
-        images_labels = lambda x, y: (np.asarray(x, dtype), np.asarray(y, np.int32))  # noqa: E731
-        x_train, y_train, x_test, y_test = data
-        host = (*images_labels(x_train, y_train), *images_labels(x_test, y_test))
-        host += ((np.asarray(stats[0], dtype), np.asarray(stats[1], dtype)),)
-        return self.place((*host, () if validation is None else images_labels(*validation)))
-
-    def _epoch_impl(self, state, epoch, x, y, x_test, y_test, stats, validation):
-        """One epoch: state, epoch (), x (n, D), y (n,), x_test (m, D), y_test (m,), (mean, std),
-        validation () or (x (v, D), y (v,)) -> (state, metrics: a dict of device scalars)."""
-        params, opt_state = state
-        bs, nb = self.config.batch_size, self.steps_per_epoch
-        key = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
-        perm = jax.random.permutation(key, x.shape[0])[: nb * bs].reshape(nb, bs)
-        xs = (perm,)  # the steps' random draws only where they are needed: the plain epoch stays plain
-        if self.noisy:  # step i's keys: split(fold_in(noise_key, i)); its augmentation's draws made here
-            noise_key = jax.random.fold_in(key, NOISE_STREAM)
-            keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(noise_key, i)))(jnp.arange(nb))
-            xs += (draw_steps(keys[:, 0], bs, self.image_shape, self.augment_config, x.dtype), keys[:, 1])
-        step = self._step_fn(x, y, stats)
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), xs)
-        ema = optim.ema_params(self.config, opt_state)
-        evaluated = params if ema is None else ema
-        test_loss, correct = self._evaluate(evaluated, x_test, y_test, stats, self.test_sharding)
-        metrics = {"train_loss": jnp.mean(losses.astype(self.config.dtype)), "test_loss": test_loss}
-        metrics["test_correct"] = correct
-        if validation:
-            loss, correct = self._evaluate(evaluated, *validation, stats, self.validation_sharding)
-            metrics.update(validation_loss=loss, validation_correct=correct)
-        return (params, opt_state), metrics
-
-    def _step_fn(self, x, y, stats):
-        """The scan body: one optimizer step on the batch of the indices it is given."""
-        (mean, std), batch_loss = stats, _batch_loss_fn(self.config)
-
-        def step(carry, xs):
-            params, opt_state = carry
-            idx = jax.lax.with_sharding_constraint(xs[0], self.batch_sharded)
-            xb, dropout_key = x[idx], ()
-            if self.noisy:
-                plan, drop = xs[1:]
-                dropout_key = (drop,) if self.dropout else ()
-                xb = warp(plan, xb, self.image_shape, self.augment_config)
-            xb = (xb - mean) / std  # standardizing per batch costs far less than the matmuls
-            loss, grads = jax.value_and_grad(batch_loss)(params, xb, y[idx], *dropout_key)
-            updates, opt_state = self.optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        return step
-
-    def _evaluate(self, params, x, y, stats, sharding):
-        """(mean loss (), correct predictions () int) of params on x (m, D), labels y (m,)."""
-        mean, std = stats
-        x = jax.lax.with_sharding_constraint((x - mean) / std, sharding)
-        logits = apply(params, x, self.config.activation)
-        loss = jnp.mean(get_loss(self.config.loss, **self.config.loss_options())(logits, y))
-        # a count, not a float32 mean: 9543 / 10000 must compare equal to a target of 0.9543
-        return loss, jnp.sum(jnp.argmax(logits, -1) == y)
-
-    def epoch(self, state, epoch, data):
-        """Runs epoch number ``epoch`` (1-based) on ``state`` (donated).
-
-        Args:
-            state: (params, opt_state) on the mesh.  epoch: its shuffle is fold_in(key(seed), epoch).
-            data: ``place_data``'s (x_train, y_train, x_test, y_test, (mean, std), validation) on the
-                mesh; the model sees (x - mean) / std.
-        Returns:
-            (new state, metrics): train_loss, test_loss, test_correct (and validation_loss,
-            validation_correct) as device scalars; the test and validation sets are evaluated with the
-            moving average of the weights when the config keeps one.
-        """
-        with jax.default_matmul_precision(self.config.precision):
-            return self._epoch(state, np.int32(epoch), *data)
-
-
-def _image_shape(config, input_dim):
-    """(side, side) of the square images augmentation needs; None without augmentation."""
-    if config.augment == "none" or input_dim is None:
-        return None
-    side = math.isqrt(input_dim)
-    if side * side != input_dim:
-        raise ConfigError("augment", f"expected square images to distort, got {input_dim} pixels an image")
-    return side, side
-
-
-def _global_array(a, sharding):
-    """A global jax.Array from this process's copy of a replicated value (works across hosts)."""
-    if jax.process_count() == 1:
-        return jax.device_put(a, sharding)
-    return jax.make_array_from_process_local_data(sharding, a, a.shape)
-
-
-_MAX_STEPS = 2**31 - 1
-
-
-def load_resume(path, config, input_dim=None):
+def load_resume(saved, config, input_dim=None):
     """The ``resume`` dict for ``train`` from a checkpoint of ``config`` (see ``checkpoint.save``).
 
-    The optimizer state's tree structure comes from ``jax.eval_shape`` of the config's optimizer: no
-    arrays are made for it, and a checkpoint of another optimizer is a CheckpointError. Every field is
-    validated against the config, and W1 against ``input_dim`` (the data's pixels) where it is known.
+    Args:
+        saved: the checkpoint as ``checkpoint.read`` returned it (read once per command), or its path.
+        config: its TrainConfig.  input_dim: the data's pixels, checked against W1 where known.
+    Returns:
+        {"train_params", "opt_state", "history", "input_stats"}. The optimizer state's tree structure
+        comes from ``jax.eval_shape`` of the config's optimizer (no arrays made for it); a checkpoint of
+        another optimizer is a CheckpointError.
     """
-    from mlpnn_jax import checkpoint
-
-    params = checkpoint.load(path, parse_config=type(config).from_json)[0]
+    if not isinstance(saved, checkpoint.Saved):
+        saved = checkpoint.read(saved, parse_config=type(config).from_json)
     if input_dim is not None:
-        checkpoint.check_input_dim(path, params, input_dim)
-    template = jax.eval_shape(
-        make_optimizer(config, 1).init, params
-    )  # its structure: not the schedule's length
-    params, opt_state, meta = checkpoint.load(path, template, parse_config=type(config).from_json)
+        checkpoint.check_input_dim(saved.path, saved.params, input_dim)
+    template = jax.eval_shape(make_optimizer(config, 1).init, saved.params)  # not the schedule's length
     return {
-        "train_params": params,
-        "opt_state": opt_state,
-        **{k: meta[k] for k in ("history", "input_stats")},
+        "train_params": saved.params,
+        "opt_state": saved.opt_state(template),
+        **{k: saved.meta[k] for k in ("history", "input_stats")},
     }
 
 
-def saved_params(path):
-    """(params for raw pixels, TrainConfig) of a train checkpoint, as the run evaluated them: the moving
-    average of the weights when it kept one, with the input standardization folded in."""
-    from mlpnn_jax import checkpoint
-
-    params, _, meta = checkpoint.load(path)
-    config = TrainConfig.from_json(meta["config"])
+def saved_params(saved):
+    """(params for raw pixels, TrainConfig) of a train checkpoint (``checkpoint.read``'s Saved), as the
+    run evaluated them: the moving average of the weights when it kept one, standardization folded in."""
+    config = TrainConfig.from_json(saved.meta["config"])
+    params = saved.params
     if config.ema_decay:
-        params = optim.ema_params(config, load_resume(path, config)["opt_state"])
-    return fold_input_stats(params, meta["input_stats"]), config
+        params = optim.ema_params(config, load_resume(saved, config)["opt_state"])
+    return fold_input_stats(params, saved.meta["input_stats"]), config
 
 
 # loss name: f(config) -> the loss of a uniform guess (zero logits) for a one-hot target, K classes
@@ -347,11 +161,14 @@ def divergence_limit(config):
     return 100 * uniform if uniform > 0 else math.inf
 
 
-def _check_dtype(config):
+def check_start(config, mesh=None):
+    """Raises ConfigError for what the config cannot run on this process's JAX, before any data loads:
+    float64 without 64-bit JAX, a batch that does not split over the mesh's devices."""
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError(
             "dtype", "float64 needs 64-bit JAX; call jax.config.update('jax_enable_x64', True) first"
         )
+    E.check_devices(config, E.make_mesh() if mesh is None else mesh)
 
 
 def initial_params(config, input_dim):
@@ -365,16 +182,15 @@ def load_data(config, resume_from=None):
 
     Args:
         config: a TrainConfig (its data_dir and dtype).
-        resume_from: a checkpoint path to continue from instead (it loads while the data set does).
+        resume_from: a checkpoint to continue from instead, as ``checkpoint.read`` returned it.
     Returns:
         (data (x_train, y_train, x_test, y_test), params or None, resume dict or None), ready for
         ``train(config, data, params=params, resume=resume)``. params is None when resuming, or when
         the image size cannot be read ahead of the data set (``train`` then makes them).
     """
-    from mlpnn_jax import checkpoint
     from mlpnn_jax.data import image_size, load_mnist
 
-    _check_dtype(config)
+    check_start(config)
     params = resume = None
     dim = image_size(config.data_dir)  # None unless the file's header is sound
     check_memory(config, dim or 784)
@@ -386,7 +202,7 @@ def load_data(config, resume_from=None):
             params = initial_params(config, dim)
         data = loading.result()
     if resume is not None:
-        checkpoint.check_input_dim(resume_from, resume["train_params"], data[0].shape[1])
+        checkpoint.check_input_dim(resume_from.path, resume["train_params"], data[0].shape[1])
     elif dim != data[0].shape[1]:
         check_memory(config, data[0].shape[1])
     return data, params, resume
@@ -402,7 +218,8 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
         params: the initial params (default: ``initial_params(config, D)``); ignored when resuming.
         mesh: the ("batch",) device mesh; default all devices.
         resume: a dict with the ``train_params``, ``opt_state``, ``input_stats`` and ``history`` of an
-            earlier run of the same config (see ``load_resume``), to continue from its last epoch.
+            earlier run of the same config (see ``load_resume``), to continue from its last epoch; its
+            first new record says ``resumed: True``, and ``elapsed`` goes on from the last one's.
         on_epoch: ``on_epoch(record, result)`` after every epoch, with that epoch's metrics dict and a
             TrainResult of the state so far, copied to the host (the device buffers are donated to the
             next epoch); returning True stops training (on every process, if any one returns True).
@@ -412,55 +229,56 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
         A TrainResult. Raises DivergenceError (with ``last_good``, the host TrainResult of the last
         good epoch, or None) when a loss becomes NaN or infinite, or explodes.
     """
-    _check_dtype(config)
+    mesh = E.make_mesh() if mesh is None else mesh
+    check_start(config, mesh)
     clock = {"start": time.perf_counter() if started is None else started}
+    layout = E.layout(config, mesh, data[0].shape[0], data[2].shape[0], data[0].shape[1])
     data, validation = split_validation(config, data)
     x_train, _, x_test, _ = data
-    n_val = 0 if validation is None else len(validation[1])
-    trainer = Trainer(config, x_train.shape[0], mesh, x_test.shape[0], n_val, x_train.shape[1])
-    state, stats, history = _start(trainer, x_train, params, resume)
-    dev_data = trainer.place_data(data, stats, validation)
-    last_good = None
-    clock["last"] = time.perf_counter()
+    state, stats, history = _start(config, layout, x_train, params, resume)
+    dev_data = E.place_data(layout, config, data, stats, validation)
+    train_epoch, last_good = E.make_train_epoch(config, layout), None
+    clock.update(last=time.perf_counter(), before=history[-1]["elapsed"] if history else 0.0)
     for epoch in range(len(history) + 1, config.epochs + 1):
-        new_state, metrics = trainer.epoch(state, epoch, dev_data)
-        record = _record(epoch, metrics, (x_test.shape[0], n_val), clock)
+        new_state, metrics = train_epoch(state, np.int32(epoch), dev_data)
+        record = _record(epoch, metrics, (x_test.shape[0], config.validation), clock)
+        if resume is not None and epoch == len(resume["history"]) + 1:
+            record["resumed"] = True  # where the run was continued
         _check_divergence(config, record, last_good)
         state = new_state
         history.append(record)
         last_good = TrainResult(*jax.device_get(state), stats, list(history), config)
         stop = bool(on_epoch(record, last_good)) if on_epoch is not None else False
-        if _stop_together(stop) or _reached(config, record):
+        if _stop_together(stop) or should_stop(config, history):
             break
     # its own copy of the history: a result kept from epoch 1 stays at epoch 1
     return TrainResult(*state, stats, list(history), config)
 
 
 def split_validation(config, data):
-    """(data without its last ``config.validation`` training images, those images (x, y) or None)."""
+    """(data without its last ``config.validation`` training images, those images (x, y) or None);
+    ``epoch.layout`` has checked that some are left."""
     x, y, x_test, y_test = data
     n, v = x.shape[0], config.validation
     if not v:
         return data, None
-    if v >= n:
-        raise ConfigError("validation", f"expected fewer than the {n} training images, got {v}")
     return (x[: n - v], y[: n - v], x_test, y_test), (x[n - v :], y[n - v :])
 
 
-def _start(trainer, x_train, params, resume):
+def _start(config, layout, x_train, params, resume):
     """(state on the mesh, input stats, history) of a fresh run or of ``resume``."""
-    config = trainer.config
     if resume is not None:
-        state = trainer.place(resume["train_params"]), trainer.place(resume["opt_state"])
+        state = E.place(layout, resume["train_params"]), E.place(layout, resume["opt_state"])
         return state, tuple(resume["input_stats"]), list(resume["history"])
     stats = input_stats(x_train, config.standardize)
     if params is None or params["W1"].shape[0] != x_train.shape[1]:
         params = initial_params(config, x_train.shape[1])
-    return trainer.init_state(params), stats, []
+    return E.init_state(config, layout, params), stats, []
 
 
 def _record(epoch, metrics, sizes, clock):
-    """The metrics dict of one epoch, from its device scalars and the (test, validation) set sizes."""
+    """The metrics dict of one epoch, from its device scalars and the (test, validation) set sizes;
+    ``elapsed`` adds the time of the run's earlier sessions (``clock["before"]``)."""
     now = time.perf_counter()
     metrics = jax.device_get(metrics)
     record = {"epoch": epoch, "train_loss": float(metrics["train_loss"])}
@@ -468,7 +286,8 @@ def _record(epoch, metrics, sizes, clock):
         if f"{name}_loss" in metrics:
             record[f"{name}_loss"] = float(metrics[f"{name}_loss"])
             record[f"{name}_accuracy"] = int(metrics[f"{name}_correct"]) / size
-    record.update(seconds=now - clock["last"], elapsed=now - clock["start"])
+    record.update(lr=float(metrics["lr"]), seconds=now - clock["last"])
+    record["elapsed"] = clock["before"] + now - clock["start"]
     clock["last"] = now
     return record
 
@@ -496,5 +315,28 @@ def _stop_together(stop):
     return stop
 
 
-def _reached(config, record):
-    return config.target_accuracy is not None and record["test_accuracy"] >= config.target_accuracy
+def chosen_accuracy(config):
+    """The record key every choice is made on: validation_accuracy with a validation set, else
+    test_accuracy (then the test set both chooses and reports: no held-out figure)."""
+    return "validation_accuracy" if config.validation else "test_accuracy"
+
+
+def best_epoch(config, history):
+    """The record of the first epoch with the best ``chosen_accuracy``."""
+    key = chosen_accuracy(config)
+    return max(history, key=lambda h: h[key])
+
+
+def reached_epoch(config, history):
+    """The record of the first epoch whose ``chosen_accuracy`` reached ``target_accuracy``, or None."""
+    key, target = chosen_accuracy(config), config.target_accuracy
+    return next((h for h in history if target is not None and h[key] >= target), None)
+
+
+def should_stop(config, history):
+    """Whether to stop after the last epoch of ``history``: ``target_accuracy`` reached, or ``patience``
+    epochs gone by since the best (a tie is no new best)."""
+    last = history[-1]
+    reached = config.target_accuracy is not None and last[chosen_accuracy(config)] >= config.target_accuracy
+    waited = last["epoch"] - best_epoch(config, history)["epoch"]
+    return reached or (config.patience is not None and waited >= config.patience)

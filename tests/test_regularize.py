@@ -169,7 +169,8 @@ def test_augmentation_is_deterministic_and_resumes_equal(small_mnist, tmp_path, 
     resumed = train(config, data, resume=load_resume(tmp_path / ckpt.CHECKPOINT, config))
     assert leaves_equal(resumed.train_params, full.train_params)
     assert leaves_equal(resumed.opt_state, full.opt_state)
-    drop = ("seconds", "elapsed")
+    assert [h.get("resumed") for h in resumed.history] == [None, True, None]  # where it was resumed
+    drop = ("seconds", "elapsed", "resumed")
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed.history] == [
         {k: v for k, v in h.items() if k not in drop} for h in full.history
     ]
@@ -179,11 +180,11 @@ def test_augmentation_is_deterministic_and_resumes_equal(small_mnist, tmp_path, 
 def test_presets_fill_in_and_explicit_options_override(name):
     from mlpnn_jax.cli import build_parser
 
-    assert TrainConfig(preset="fast") == TrainConfig()
-    preset = TrainConfig(preset=name)
+    assert TrainConfig.from_preset(preset="fast") == TrainConfig()
+    preset = TrainConfig.from_preset(preset=name)
     assert PRESETS[name] and all(getattr(preset, k) == v for k, v in PRESETS[name].items())
     args = build_parser().parse_args(["train", "--preset", name, "--epochs", "2", "--ema-decay", "0"])
-    config = TrainConfig(**given_options(args))
+    config = TrainConfig.from_preset(**given_options(args))
     assert config == dataclasses.replace(preset, epochs=2, ema_decay=0.0)
     # a config rebuilt from all its fields (resume, replace) keeps them, whatever its preset
     assert TrainConfig.from_json(config.to_json()) == config
@@ -192,7 +193,7 @@ def test_presets_fill_in_and_explicit_options_override(name):
 
 def test_the_presets_are_the_commands_the_readme_measured():
     """The README's figures are of these flags; a preset that drifts from them has no figures."""
-    as_flags = lambda name: dataclasses.replace(TrainConfig(preset=name), preset="fast")  # noqa: E731
+    as_flags = lambda name: dataclasses.replace(TrainConfig.from_preset(preset=name), preset="fast")  # noqa: E731
     frontier = TrainConfig(augment="affine", ema_decay=0.999, epochs=150)
     assert as_flags("frontier") == frontier
     deep = dataclasses.replace(frontier, hidden=(1000, 500), activation="relu", augment="both", epochs=200)

@@ -19,7 +19,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from mlpnn_jax import report, report_html
+from mlpnn_jax import checkpoint, report, report_html
 from mlpnn_jax.cli import main
 
 CHROMIUM = shutil.which("chromium")
@@ -72,6 +72,42 @@ def reproduce_run(tmp_path_factory, small_mnist_dir):
     code, stdout = run("reproduce", "--out", out, *args)
     assert code == 0, stdout
     return out, stdout
+
+
+def reads_of(command):
+    """(exit code, how many times it read a checkpoint file) of running ``command()``."""
+    reads, read_arrays = [], checkpoint.read_arrays
+
+    def counting(path):
+        reads.append(path)
+        return read_arrays(path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(checkpoint, "read_arrays", counting)
+        code = command()
+    return code, len(reads)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory, small_mnist_dir):
+    """A train run (EMA on) stopped after epoch 1, then resumed to its 3 epochs: (run, the resume's reads)."""
+    out = tmp_path_factory.mktemp("resumed") / "run"
+    args = ["--hidden", 32, "--batch-size", 64, "--epochs", 3, "--ema-decay", 0.5]
+    args += ["--data-dir", small_mnist_dir]
+    assert run("train", "--out", out, *args, "--target-accuracy", 0.01)[0] == 0  # stops after epoch 1
+    path = out / checkpoint.CHECKPOINT
+    arrays, meta = checkpoint.read_arrays(path)
+    meta["config"]["target_accuracy"] = None  # so that the resumed run goes on to its 3 epochs
+    np.savez(path, **arrays, meta=np.array(json.dumps(meta)))
+    code, reads = reads_of(lambda: run("train", "--resume", out)[0])
+    assert code == 0
+    return out, reads
+
+
+def svg_texts(page):
+    """The decoded SVG of every chart in the page."""
+    found = re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", page)
+    return [base64.b64decode(b).decode() for b in found]
 
 
 def chromium(page, tmp_path, *extra):
@@ -138,10 +174,46 @@ def test_a_train_run_writes_a_self_contained_report(train_run):
     wrong = int(cm.sum() - np.trace(cm))
     assert text.count('class="digit"') == min(wrong, report_html.MAX_MISTAKES) > 0
     assert f"{wrong} of 256 test images are misclassified" in text
-    machine = json.loads((train_run / "machine.json").read_text())
+    (machine,) = json.loads((train_run / "machine.json").read_text())  # one session: one machine
     assert machine["jax"] in text and machine["devices"][0] in text
     history = [json.loads(line) for line in (train_run / "metrics.jsonl").read_text().splitlines()]
     assert all(f"{h['seconds']:.2f} s" in text for h in history)  # every epoch's time
+
+
+def test_a_resumed_run_sums_its_time_marks_the_resume_and_keeps_both_machines(resumed_run):
+    out, _ = resumed_run
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("resumed", False) for r in rows] == [False, True, False]
+    assert rows[1]["elapsed"] >= rows[0]["elapsed"] + rows[1]["seconds"]  # the first session's time kept
+    assert rows[2]["elapsed"] >= rows[1]["elapsed"] + rows[2]["seconds"]
+    machines = json.loads((out / "machine.json").read_text())
+    assert len(machines) == 2 and all("jax" in m for m in machines)  # the first, then the resume's
+    text = (out / "report.html").read_text()
+    assert "resumed before epoch 2" in text and "machine of resume 1" in text
+    assert f'{rows[-1]["elapsed"]:.1f} s</div><div class="l">training time' in text  # both sessions
+
+
+@pytest.mark.parametrize("command", ["resume", "report", "evaluate"])
+def test_each_command_reads_the_checkpoint_once(resumed_run, command):
+    """An EMA run, whose saved params need the optimizer state: read once for all. ``train --resume``
+    reads the checkpoint it resumes once; its second read is of the checkpoint it wrote, by the report,
+    which is built from the run's files alone."""
+    out, resume_reads = resumed_run
+    reads = {"resume": resume_reads}
+    if command != "resume":
+        code, reads[command] = reads_of(lambda: run(command, out)[0])
+        assert code == 0
+    assert reads[command] == {"resume": 2, "report": 1, "evaluate": 1}[command]
+
+
+def test_the_report_shows_the_fields_in_effect_and_the_learning_rate(train_run):
+    text = (train_run / "report.html").read_text()
+    table = text.split("<h3>config</h3>")[1].split("</table>")[0]
+    shown = set(re.findall(r"<th>(\w+)</th>", table))
+    assert {"loss", "label_smoothing", "momentum", "augment", "lr"} <= shown  # ce, momentum, no augment
+    assert not shown & {"hinge_margin", "focal_gamma", "augment_degrees", "elastic_alpha", "patience"}
+    charts = svg_texts(text)
+    assert len(charts) == 3 and "Learning rate" in charts[2]
 
 
 def test_the_mistakes_are_shown_worst_first(train_run):

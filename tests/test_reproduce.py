@@ -1,10 +1,15 @@
-"""The JAX engine of the notebook's experiment agrees with the numpy reference epoch by epoch."""
+"""The JAX engine of the notebook's experiment agrees with the numpy reference epoch by epoch; what the
+reproduce command prints and writes."""
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import reference
 from mlpnn_jax.reproduce import run_notebook
+from mlpnn_jax.runs import LOCK, REPRODUCE_FILES
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +70,40 @@ def test_early_stop_and_bad_loss(reduced):
     assert len(train) == len(test) == 10
     with pytest.raises(ValueError, match="--loss"):
         run_notebook(start, reduced, "mse", epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "every", "printed"), [(5, 200, [5]), (6, 4, [4, 6]), (6, 3, [3, 6]), (4, 0, [])]
+)
+def test_reproduce_prints_its_last_epoch_and_progress_without_a_terminal(
+    epochs, every, printed, tmp_path, small_mnist_dir, capsys, monkeypatch
+):
+    from mlpnn_jax import cli
+
+    monkeypatch.setattr(cli, "PLAIN_PROGRESS_SECONDS", 0.0)  # a line after every chunk, not every 10 s
+    argv = ["reproduce", "--loss", "ce", "--epochs", epochs, "--print-every", every, "--hidden", 8]
+    code = cli.main([str(a) for a in [*argv, "--data-dir", small_mnist_dir, "--out", tmp_path / "rep"]])
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("[epoch ")]
+    assert [int(line[len("[epoch ") :].split("]")[0]) for line in lines] == printed
+    progress = [line for line in err.splitlines() if line.startswith("ce: epoch ")]  # stderr: no terminal
+    assert progress and progress[-1].startswith(f"ce: epoch {epochs}/{epochs}, ")
+    written = {p.name for p in (tmp_path / "rep").iterdir()} - {LOCK}
+    assert "ce_params.npz" in written and written <= set(REPRODUCE_FILES)
+
+
+def _expand(pattern):
+    """The names of a shell brace pattern: ``{ce,kl}_confusion.{png,txt}`` -> four names."""
+    found = re.search(r"\{([^}]*)\}", pattern)
+    if found is None:
+        return [pattern]
+    head, tail = pattern[: found.start()], pattern[found.end() :]
+    return [name for alt in found.group(1).split(",") for name in _expand(head + alt + tail)]
+
+
+def test_the_readme_lists_every_file_reproduce_writes():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Reproducing the notebook")[1].split("\n## ")[0]
+    listed = {name for token in re.findall(r"`([\w{},]+\.[\w{},]+)`", section) for name in _expand(token)}
+    assert set(REPRODUCE_FILES) <= listed

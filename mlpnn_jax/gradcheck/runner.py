@@ -78,7 +78,7 @@ class Updated(dict):
 
 def _set_rates(obj):
     """Set the instance's learning-rate attributes to 1 (so that an in-place update is - gradient)."""
-    names = [k for k in vars(obj) if k.lower() in RATE_NAMES] if hasattr(obj, "__dict__") else []
+    names = [k for k in vars(obj) if k.lower() in conventions.RATE_NAMES] if hasattr(obj, "__dict__") else []
     for k in names:
         setattr(obj, k, 1.0)
     return names
@@ -88,7 +88,7 @@ def _set_global_rates(fn):
     """Set the module-level learning rates the function reads (LEARNING_RATE, lr...) to 1."""
     code, names = getattr(fn, "__code__", None), []
     if code is not None:
-        names = [k for k in code.co_names if k.lower() in RATE_NAMES and k in fn.__globals__]
+        names = [k for k in code.co_names if k.lower() in conventions.RATE_NAMES and k in fn.__globals__]
         for k in names:
             fn.__globals__[k] = 1.0
     return names
