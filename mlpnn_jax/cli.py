@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a failed run (divergence, a file that could not be writ
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -152,28 +153,22 @@ def _finish_train(result, data, run):
 
 
 def cmd_evaluate(args, signals):
-    from mlpnn_jax import checkpoint, runs
-    from mlpnn_jax.config import TrainConfig
+    from mlpnn_jax import checkpoint, evaluation, runs
 
-    path = runs.recover(args.run_dir) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
-    params, _, meta = checkpoint.load(path, parse_config=TrainConfig.from_json)
-    config = TrainConfig.from_json(meta["config"])
-    setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
-    from mlpnn_jax import metrics
+    model = evaluation.read_run(runs.recover(args.run_dir), args.loss)  # a swap cut short: the run put back
+    setup_jax(**options.platform_options(args), x64=model.dtype == "float64")
     from mlpnn_jax.data import load_mnist
-    from mlpnn_jax.trainer import saved_params
 
-    data_dir = args.data_dir if args.data_dir is not None else config.data_dir
+    data_dir = args.data_dir if args.data_dir is not None else model.data_dir
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir: {data_dir} is not a directory")
-    _, _, x_test, y_test = load_mnist(data_dir, dtype=config.dtype)
-    checkpoint.check_input_dim(path, params, x_test.shape[1])
+    _, _, x_test, y_test = load_mnist(data_dir, dtype=model.dtype)
     if x_test.shape[0] == 0:
         raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
-    params = saved_params(path)[0]  # input statistics folded in; the moving average, if kept
-    cm, acc = metrics.evaluate(params, x_test, y_test, config.activation, config.precision)
-    print("Confusion matrix:\n%s" % cm)  # noqa: UP031
-    print(f"Accuracy={acc}")
+    params = evaluation.run_params(model)
+    checkpoint.check_input_dim(model.path, params, x_test.shape[1])
+    scores = evaluation.score(model, params, x_test, y_test)
+    print(json.dumps(scores) if args.json else evaluation.to_text(scores))
     return 0
 
 
@@ -380,6 +375,7 @@ def _main(args, signals):
     from mlpnn_jax.checkpoint import CheckpointError
     from mlpnn_jax.config import ConfigError
     from mlpnn_jax.data import DataError
+    from mlpnn_jax.evaluation import EvaluationError
     from mlpnn_jax.report import ReportError
     from mlpnn_jax.runs import RunError
 
@@ -389,7 +385,7 @@ def _main(args, signals):
     except ConfigError as e:
         print(f"mlpnn-jax {args.command}: error: {e.describe(flag)}", file=sys.stderr)
         return USAGE_ERROR
-    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError) as e:
+    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError, EvaluationError) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except RunWriteError as e:  # e.g. a full disk while claiming the directory

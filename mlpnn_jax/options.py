@@ -146,11 +146,14 @@ def add_reproduce_parser(sub, func):
 def add_evaluate_parser(sub, func):
     p = sub.add_parser(
         "evaluate",
-        help="confusion matrix and accuracy of a trained run",
-        description="Reloads a train run's checkpoint and prints its confusion matrix and test accuracy.",
+        help="accuracy, loss, confusion matrix and per-class scores of a run",
+        description="Reloads a train run's checkpoint or a reproduce run's params and prints the test set's"
+        " accuracy, mean loss, labelled confusion matrix and per-class precision, recall and F1.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a train or reproduce run directory")
+    p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split (default: the run's)")
+    p.add_argument("--loss", choices=["ce", "kl"], help="a reproduce run's network (needed when it has both)")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
     add_platform_options(p)
     p.set_defaults(func=func)
 

@@ -108,7 +108,7 @@ def write_report(run_dir, machine=None, test_set=None, classified=None):
     if machine is not None:
         checkpoint.write_json(run_dir / MACHINE, machine)
     elif (run_dir / MACHINE).is_file():
-        machine = _read_json(run_dir / MACHINE)
+        machine = read_json(run_dir / MACHINE)
     if (run_dir / checkpoint.CHECKPOINT).is_file():
         page = _train_page(run_dir, machine, test_set, classified)
     elif (run_dir / REPRODUCE).is_file():
@@ -120,7 +120,7 @@ def write_report(run_dir, machine=None, test_set=None, classified=None):
     return path
 
 
-def _read_json(path):
+def read_json(path):
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -217,7 +217,7 @@ def _confusion(y, pred, k):
 
 
 def _reproduce_page(run_dir, machine, test_set):
-    config = _read_json(run_dir / REPRODUCE)
+    config = read_json(run_dir / REPRODUCE)
     losses = [loss for loss in LOSS_NAMES if (run_dir / f"{loss}_params.npz").is_file()]
     if not losses:
         raise ReportError(f"{run_dir}: the reproduction finished no loss (no ce_params.npz or kl_params.npz)")
@@ -256,7 +256,7 @@ def _reproduced(run_dir, loss, config, test_set):
     """Everything the page shows of one reproduced loss, as a dict."""
     import reference
 
-    params, meta = _load_params(run_dir / f"{loss}_params.npz")
+    params, meta = load_reproduced_params(run_dir / f"{loss}_params.npz")
     x, y = _test_set(test_set, config["data_dir"], config["dtype"], params["W1"].shape[0])
     net = reference.MLPNN.from_params(params)  # the network the run evaluated, in float64
     net(x)
@@ -284,7 +284,7 @@ def _reproduced(run_dir, loss, config, test_set):
     }
 
 
-def _load_params(path):
+def load_reproduced_params(path):
     """(params dict, meta dict) of a ``save_reproduction`` file."""
     try:
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:

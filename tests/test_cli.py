@@ -49,11 +49,52 @@ def test_train_writes_every_file_and_evaluate_reloads_it(capsys, tmp_path, small
     text = (out / "confusion.txt").read_text()
     assert text.startswith("Confusion matrix:\n[[")
 
-    code, stdout, _ = run(capsys, "evaluate", out)
+    code, stdout, _ = run(capsys, "evaluate", out, "--json")
     assert code == 0
-    accuracy = float(stdout.split("Accuracy=")[1])
-    assert accuracy == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)
-    assert stdout.split("Accuracy=")[0] == text.split("Accuracy=")[0]
+    scores = json.loads(stdout)
+    assert scores["accuracy"] == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)
+    assert scores["mean_loss"] == pytest.approx(rows[-1]["test_loss"], rel=1e-5)
+    assert str(np.array(scores["confusion_matrix"])) in text  # the matrix confusion.txt holds
+
+
+def test_evaluate_prints_labelled_matrix_and_per_class_scores(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST)[0] == 0
+    scores = json.loads(run(capsys, "evaluate", out, "--json")[1])
+    cm = np.array(scores["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == scores["test_images"] == 256
+    for k, c in enumerate(scores["per_class"]):  # the definitions, from the matrix
+        assert c["class"] == k and c["support"] == cm[k].sum()
+        assert c["recall"] == pytest.approx(cm[k, k] / max(cm[k].sum(), 1))
+        assert c["precision"] == pytest.approx(cm[k, k] / max(cm[:, k].sum(), 1))
+        pr = c["precision"] + c["recall"]
+        assert c["f1"] == pytest.approx(2 * c["precision"] * c["recall"] / pr if pr else 0.0)
+    code, text, _ = run(capsys, "evaluate", out)
+    lines = text.splitlines()
+    assert code == 0 and f"accuracy {100 * scores['accuracy']:.2f}%" in lines[0]
+    header = lines.index("true\\pred" + "".join(f"{k:>5}" for k in range(10)))
+    assert lines[header + 1].split() == ["0", *map(str, cm[0])]
+    assert lines[header + 11].split()[:2] == ["class", "precision"]
+    assert lines[header + 12].split() == [
+        "0",
+        *(f"{scores['per_class'][0][m]:.4f}" for m in ("precision", "recall", "f1")),
+        str(cm[0].sum()),
+    ]
+
+
+def test_evaluate_reads_reproduce_runs(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--epochs", 3, "--hidden", 16, "--data-dir", small_mnist_dir, "--out", out]
+    assert run(capsys, *argv)[0] == 0
+    code, _, err = run(capsys, "evaluate", out)
+    assert code == 2 and "pick one with --loss ce|kl" in err
+    for loss in ("ce", "kl"):
+        scores = json.loads(run(capsys, "evaluate", out, "--loss", loss, "--json")[1])
+        printed = (out / f"{loss}_confusion.txt").read_text()  # what the notebook's evaluate printed
+        assert scores["kind"] == "reproduce" and scores["loss"] == loss
+        assert f"Accuracy={scores['accuracy']}" in printed
+        assert str(np.array(scores["confusion_matrix"])) in printed
+        assert 0 < scores["mean_loss"] < 10
 
 
 def test_resume_continues_to_the_same_result(capsys, tmp_path, small_mnist_dir):
@@ -107,7 +148,11 @@ def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist
         (["train", "--batch-size", "100000"], "--batch-size: expected at most the 1024 training samples"),
         (["train", "--data-dir", "/nonexistent/mnist"], "--data-dir: /nonexistent/mnist is not a directory"),
         (["train", "--resume", "/nonexistent/run"], "/nonexistent/run/checkpoint.npz: no checkpoint there"),
-        (["evaluate", "/nonexistent/run"], "no checkpoint there"),
+        (["evaluate", "/nonexistent/run"], "/nonexistent/run: no such directory"),
+        (["evaluate", "EMPTY"], "not a run directory (no checkpoint.npz or reproduce.json)"),
+        (["evaluate", "RUN", "--loss", "kl"], "--loss picks a reproduce run's loss"),
+        (["evaluate", "REPRODUCED_CE", "--loss", "kl"], "has no kl_params.npz (it has ce)"),
+        (["evaluate", "REPRODUCED_NONE"], "the reproduction finished no loss"),
         (["reproduce", "--engine", "numpy", "--dtype", "float32"], "--dtype: the numpy engine"),
         (["reproduce", "--epochs", "0"], "--epochs: expected a positive integer"),
         (["reproduce", "--hidden", "0"], "--hidden: expected a positive number of hidden units, got 0"),
@@ -131,7 +176,22 @@ def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, arg
     no_params.mkdir()
     meta = {"config": {}, "epoch": 1, "history": [], "input_stats": [0.0, 1.0]}
     ckpt.save(no_params / ckpt.CHECKPOINT, {}, (), meta)
-    names = {"RUN": good, "TRUNCATED": truncated, "NO_PARAMS": no_params}
+    reproduced_ce, reproduced_none, empty = tmp_path / "rep_ce", tmp_path / "rep_none", tmp_path / "empty"
+    for d in (reproduced_ce, reproduced_none, empty):
+        d.mkdir()
+    for d in (reproduced_ce, reproduced_none):
+        (d / "reproduce.json").write_text(
+            json.dumps({"dtype": "float64", "precision": "highest", "data_dir": None})
+        )
+    (reproduced_ce / "ce_params.npz").write_bytes(b"")
+    names = {
+        "RUN": good,
+        "TRUNCATED": truncated,
+        "NO_PARAMS": no_params,
+        "REPRODUCED_CE": reproduced_ce,
+        "REPRODUCED_NONE": reproduced_none,
+        "EMPTY": empty,
+    }
     argv = [str(names.get(a, a)) for a in argv]
     if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv and "--out" not in argv:
         argv = [*argv, "--data-dir", str(small_mnist_dir), "--out", str(tmp_path / "run")]
