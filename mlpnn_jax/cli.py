@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlpnn_jax import options
+from mlpnn_jax import __version__, options
 from mlpnn_jax.console import Signals, progress, say
 from mlpnn_jax.devices import SetupError, setup_jax
 from mlpnn_jax.options import UsageError, flag
@@ -32,9 +32,12 @@ def _train_config(args):
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig(**given), None, 0
+        if args.config is None:
+            return TrainConfig(**given), None, 0
+        return TrainConfig.from_json({**_saved_config(args.config, given), **given}), None, 0
     given = [
         *map(flag, given),
+        *(["--config"] if args.config else []),
         *(["--out"] if args.out else []),
         *(["--overwrite"] if args.overwrite else []),
     ]
@@ -48,6 +51,21 @@ def _train_config(args):
     if len(meta["history"]) >= config.epochs:
         raise UsageError(f"--resume: {args.resume} already finished its {config.epochs} epochs")
     return config, path, len(meta["history"])
+
+
+def _saved_config(path, given):
+    """The dict of a run's config.json for ``--config``; the options ``given`` will replace its values."""
+    if "preset" in given:
+        raise UsageError("--preset: --config gives every option already; give the options themselves")
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(
+            f"--config: {path} is not a readable config.json ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--config: {path} is not a run's config.json (expected a JSON object)")
+    return saved
 
 
 def cmd_train(args, signals):
@@ -81,7 +99,7 @@ def _train(jax, signals, config, run, resume_from, done):
     bar = progress(config.epochs, "train", done) if lead else None
     if lead:
         where = f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
-        say(bar, f"training {config.hidden} {config.loss} on {where}; run: {run.path}")
+        say(bar, f"{_recipe(config)} on {where}; run: {run.path}")
 
     def on_epoch(record, result):
         if lead:
@@ -108,6 +126,14 @@ def _train(jax, signals, config, run, resume_from, done):
         if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return signals.exit_code if signals.requested is not None else 0
+
+
+def _recipe(config):
+    """The console's first words: the net and the recipe's main levers."""
+    return (
+        f"training hidden {' '.join(map(str, config.hidden))} {config.activation}, {config.loss} loss,"
+        f" {config.optimizer} lr {config.lr:g} {config.schedule} schedule, {config.epochs} epochs"
+    )
 
 
 def _epoch_line(bar, record):
@@ -346,6 +372,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="mlpnn-jax", description="A backprop MLP for MNIST: the notebook's, validated and fast."
     )
+    parser.add_argument("--version", action="version", version=f"mlpnn-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     options.add_train_parser(sub, cmd_train)
     options.add_reproduce_parser(sub, cmd_reproduce)

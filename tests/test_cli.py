@@ -149,6 +149,9 @@ def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist
         (["train", "--data-dir", "/nonexistent/mnist"], "--data-dir: /nonexistent/mnist is not a directory"),
         (["train", "--resume", "/nonexistent/run"], "/nonexistent/run/checkpoint.npz: no checkpoint there"),
         (["evaluate", "/nonexistent/run"], "/nonexistent/run: no such directory"),
+        (["train", "--config", "/nonexistent/config.json"], "--config: /nonexistent/config.json is not a"),
+        (["train", "--config", "LIST_JSON"], "is not a run's config.json (expected a JSON object)"),
+        (["train", "--config", "UNKNOWN_JSON"], "unknown keys ['colour']"),
         (["evaluate", "EMPTY"], "not a run directory (no checkpoint.npz or reproduce.json)"),
         (["evaluate", "RUN", "--loss", "kl"], "--loss picks a reproduce run's loss"),
         (["evaluate", "REPRODUCED_CE", "--loss", "kl"], "has no kl_params.npz (it has ce)"),
@@ -184,6 +187,8 @@ def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, arg
             json.dumps({"dtype": "float64", "precision": "highest", "data_dir": None})
         )
     (reproduced_ce / "ce_params.npz").write_bytes(b"")
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "unknown.json").write_text('{"colour": "red"}')
     names = {
         "RUN": good,
         "TRUNCATED": truncated,
@@ -191,6 +196,8 @@ def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, arg
         "REPRODUCED_CE": reproduced_ce,
         "REPRODUCED_NONE": reproduced_none,
         "EMPTY": empty,
+        "LIST_JSON": tmp_path / "list.json",
+        "UNKNOWN_JSON": tmp_path / "unknown.json",
     }
     argv = [str(names.get(a, a)) for a in argv]
     if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv and "--out" not in argv:
@@ -322,10 +329,11 @@ def test_every_config_field_is_a_flag_and_reaches_the_config(capsys):
     help_text = capsys.readouterr().out
     fields = dataclasses.fields(TrainConfig)
     assert all(flag(f.name) in help_text for f in fields)
-    assert flag("standardize") == "--no-standardize" and flag("batch_size") == "--batch-size"
+    assert flag("standardize") == "--standardize" and flag("batch_size") == "--batch-size"
     args = build_parser().parse_args(["train", "--lr", "0.3", "--hidden", "7", "5", "--no-standardize"])
     assert given_options(args) == {"lr": 0.3, "hidden": [7, 5], "standardize": False}
     assert TrainConfig(**given_options(args)).hidden == (7, 5)
+    assert given_options(build_parser().parse_args(["train", "--standardize"])) == {"standardize": True}
 
 
 @pytest.mark.parametrize("command", ["train", "reproduce", "evaluate", "gradcheck"])
@@ -336,3 +344,51 @@ def test_help_describes_the_command(capsys, command):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: mlpnn-jax {command}")
     assert "Exit codes" not in out  # not the module's docstring
+
+
+@pytest.mark.parametrize(
+    ("command", "shown", "absent"),
+    [
+        ("train", "--standardize, --no-standardize", None),
+        ("train", "(default: on)", "(True)"),
+        ("train", "adamw: its own, 0.0001) --schedule", "(None)"),
+        ("train", "deep --hidden 1000 500 --activation relu --augment both", "see PRESETS"),
+        ("reproduce", "(default: 2000)", "(default: None)"),
+        ("reproduce", "(default: highest)", None),
+    ],
+)
+def test_help_shows_defaults_and_presets(capsys, command, shown, absent):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    flat = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+    assert shown in flat
+    assert absent is None or absent not in flat
+
+
+def test_version(capsys):
+    import mlpnn_jax
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"mlpnn-jax {mlpnn_jax.__version__}\n"
+
+
+def test_config_trains_a_runs_recipe_again_with_flags_winning(capsys, tmp_path, small_mnist_dir):
+    first = tmp_path / "first"
+    argv = ["--data-dir", small_mnist_dir, "--epochs", 1, "--seed", 3, "--lr", 0.05, "--optimizer", "adam"]
+    code, stdout, _ = run(capsys, "train", *argv, *FAST, "--out", first)
+    assert code == 0
+    assert stdout.splitlines()[0].startswith(
+        "training hidden 32 tanh, ce loss, adam lr 0.05 onecycle schedule, 1 epochs on "
+    )
+    saved = first / "config.json"
+    code, _, _ = run(capsys, "train", "--config", saved, "--out", tmp_path / "again", "--seed", 4)
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again == {**json.loads(saved.read_text()), "seed": 4}
+    for extra, words in [
+        (["--resume", first], "drop --config"),
+        (["--preset", "deep"], "--preset: --config gives every option already"),
+    ]:
+        code, _, err = run(capsys, "train", "--config", saved, *extra)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1
