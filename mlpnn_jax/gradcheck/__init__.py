@@ -7,6 +7,8 @@ and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for t
 """
 
 from mlpnn_jax.gradcheck.check import LOSS_NAMES, check_backprop
+from mlpnn_jax.gradcheck.isolate import check_file
+from mlpnn_jax.gradcheck.load import LoadError
 from mlpnn_jax.gradcheck.probe import GradcheckUsageError
 from mlpnn_jax.gradcheck.report import CODES, Diagnosis, ParamCheck, Report
 
@@ -15,7 +17,9 @@ __all__ = [
     "LOSS_NAMES",
     "Diagnosis",
     "GradcheckUsageError",
+    "LoadError",
     "ParamCheck",
     "Report",
     "check_backprop",
+    "check_file",
 ]
