@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import __version__, options
-from mlpnn_jax.console import Signals, progress, say
 from mlpnn_jax.devices import SetupError, setup_jax
 from mlpnn_jax.options import UsageError, flag
 from mlpnn_jax.runs import RunWriteError
+from mlpnn_jax.terminal import Signals, progress, say
 
 FAILED, USAGE_ERROR = 1, 2
 
@@ -387,7 +387,7 @@ def main(argv=None, signals=None):
 
     Args:
         argv: the arguments (default sys.argv[1:]).
-        signals: the installed ``console.Signals`` (default: installed here, restored on return).
+        signals: the installed ``terminal.Signals`` (default: installed here, restored on return).
     """
     own = signals is None
     signals = Signals().install() if own else signals
@@ -418,7 +418,7 @@ def _main(args, signals):
     except RunWriteError as e:  # e.g. a full disk while claiming the directory
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return FAILED
-    except BrokenPipeError:  # stdout closed where no console.KeepGoingOutput guards it
+    except BrokenPipeError:  # stdout closed where no terminal.KeepGoingOutput guards it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return FAILED
     except Exception as e:
