@@ -18,6 +18,7 @@ _EXPORTS = {
     "GradcheckUsageError": "gradcheck",
     "Report": "gradcheck",
     "check_backprop": "gradcheck",
+    "check_file": "gradcheck",
     "LOSSES": "losses",
     "get_loss": "losses",
     "apply": "model",

@@ -13,14 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from mlpnn_jax import options
-from mlpnn_jax.console import Signals, progress, say
+from mlpnn_jax import __version__, options
 from mlpnn_jax.devices import SetupError, setup_jax
 from mlpnn_jax.options import UsageError, flag
 from mlpnn_jax.runs import RunWriteError
-
-FAILED, USAGE_ERROR = 1, 2
-
+from mlpnn_jax.terminal import FAILED, USAGE_ERROR, Signals, progress, say
 
 # ---------------------------------------------------------------- train
 
@@ -33,9 +30,12 @@ def _train_config(args):
 
     given = options.given_options(args)
     if not args.resume:
-        return TrainConfig.from_preset(**given), None, 0
+        if args.config is None:
+            return TrainConfig.from_preset(**given), None, 0
+        return TrainConfig.from_json({**_saved_config(args.config, given), **given}), None, 0
     given = [
         *map(flag, given),
+        *(["--config"] if args.config else []),
         *(["--out"] if args.out else []),
         *(["--overwrite"] if args.overwrite else []),
     ]
@@ -49,6 +49,21 @@ def _train_config(args):
     if len(saved.meta["history"]) >= config.epochs:
         raise UsageError(f"--resume: {args.resume} already finished its {config.epochs} epochs")
     return config, saved, len(saved.meta["history"])
+
+
+def _saved_config(path, given):
+    """The dict of a run's config.json for ``--config``; the options ``given`` will replace its values."""
+    if "preset" in given:
+        raise UsageError("--preset: --config gives every option already; give the options themselves")
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(
+            f"--config: {path} is not a readable config.json ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--config: {path} is not a run's config.json (expected a JSON object)")
+    return saved
 
 
 def cmd_train(args, signals):
@@ -82,7 +97,7 @@ def _train(jax, signals, config, run, resume_from, done):
     bar = progress(config.epochs, "train", done) if lead else None
     if lead:
         where = f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
-        say(bar, f"training {config.hidden} {config.loss} on {where}; run: {run.path}")
+        say(bar, f"{_recipe(config)} on {where}; run: {run.path}")
 
     def on_epoch(record, result):
         if lead:
@@ -109,6 +124,14 @@ def _train(jax, signals, config, run, resume_from, done):
         if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return signals.exit_code if signals.requested is not None else 0
+
+
+def _recipe(config):
+    """The console's first words: the net and the recipe's main levers."""
+    return (
+        f"training hidden {' '.join(map(str, config.hidden))} {config.activation}, {config.loss} loss,"
+        f" {config.optimizer} lr {config.lr:g} {config.schedule} schedule, {config.epochs} epochs"
+    )
 
 
 def _epoch_line(bar, record):
@@ -155,28 +178,22 @@ def _finish_train(result, data, run):
 
 
 def cmd_evaluate(args, signals):
-    from mlpnn_jax import checkpoint, runs
-    from mlpnn_jax.config import TrainConfig
+    from mlpnn_jax import checkpoint, evaluation, runs
 
-    path = runs.recover(args.run_dir) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
-    saved = checkpoint.read(path, parse_config=TrainConfig.from_json)  # read once
-    params, config = saved.params, TrainConfig.from_json(saved.meta["config"])
-    setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
-    from mlpnn_jax import metrics
+    model = evaluation.read_run(runs.recover(args.run_dir), args.loss)  # a swap cut short: the run put back
+    setup_jax(**options.platform_options(args), x64=model.dtype == "float64")
     from mlpnn_jax.data import load_mnist
-    from mlpnn_jax.trainer import saved_params
 
-    data_dir = args.data_dir if args.data_dir is not None else config.data_dir
+    data_dir = args.data_dir if args.data_dir is not None else model.data_dir
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir: {data_dir} is not a directory")
-    _, _, x_test, y_test = load_mnist(data_dir, dtype=config.dtype)
-    checkpoint.check_input_dim(path, params, x_test.shape[1])
+    _, _, x_test, y_test = load_mnist(data_dir, dtype=model.dtype)
     if x_test.shape[0] == 0:
         raise UsageError(f"--data-dir: the test set of {data_dir or 'the bundled MNIST'} is empty")
-    params = saved_params(saved)[0]  # input statistics folded in; the moving average, if kept
-    cm, acc = metrics.evaluate(params, x_test, y_test, config.activation, config.precision)
-    print("Confusion matrix:\n%s" % cm)  # noqa: UP031
-    print(f"Accuracy={acc}")
+    params = evaluation.run_params(model)
+    checkpoint.check_input_dim(model.path, params, x_test.shape[1])
+    scores = evaluation.score(model, params, x_test, y_test)
+    print(json.dumps(scores) if args.json else evaluation.to_text(scores))
     return 0
 
 
@@ -323,126 +340,11 @@ def cmd_report(args, signals):
 # ---------------------------------------------------------------- gradcheck
 
 
-def run_gradcheck(
-    target, *, out=None, err=None, timeout=60.0, memory_limit=None, isolate=True, html=None, **request
-):
-    """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
-
-    ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
-    this process's stdout; what the tests use).
-
-    ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
-    The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
-    user's traceback and one ``error:`` line, go to ``err``. ``html``: also write the check's page
-    there. Exit 0 when everything matches, 1 when anything does not, 2 when the check could not run
-    (bad PATH:NAME, the code raised, hung, exited or ran out of ``memory_limit`` GB); with ``as_json``
-    exit 2 also prints a JSON object to ``out``.
-    """
-    from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_file, run_isolated
-    from mlpnn_jax.gradcheck.load import LoadError, precheck
-
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    as_json = request.pop("as_json", False)
-    try:
-        precheck(target)  # a missing file or function: no child process needed to say so
-    except LoadError as e:
-        outcome = Outcome(2, error=str(e))
-        if html is not None:
-            _write_page(html, target, outcome)
-        return _not_checked(outcome, as_json, out, err)
-    options = {
-        k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
-    }
-    request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
-    req = Request(target=target, options=options, as_json=as_json or html is not None, **request)
-    outcome, chatter = run_isolated(req, timeout, memory_limit) if isolate else (run_file(req), "")
-    err.write(chatter)
-    if html is not None:
-        _write_page(html, target, outcome)
-    if outcome.code == 2:
-        return _not_checked(outcome, as_json, out, err)
-    out.write(outcome.report if as_json or html is None else json.loads(outcome.report)["table"] + "\n")
-    return outcome.code
-
-
-def _not_checked(outcome, as_json, out, err):
-    """Exit 2: the traceback and one ``error:`` line to ``err``; with ``as_json`` also one JSON object."""
-    err.write(outcome.traceback)
-    err.write(f"error: {outcome.error}\n")
-    if as_json:
-        record = {"status": "not checked", "error": outcome.error, "traceback": outcome.traceback or None}
-        out.write(json.dumps(record, indent=2) + "\n")
-    return 2
-
-
-def _write_page(path, target, outcome):
-    """The check's page (``--html``), written atomically."""
-    from mlpnn_jax.checkpoint import write_text
-    from mlpnn_jax.gradcheck import classroom, page
-
-    row = classroom.row(target, outcome, 0.0)
-    write_text(path, page.render(row.path, row.verdict, row.message, row.report, row.traceback))
-
-
-def run_gradcheck_class(targets, *, jobs, summary, bounds, **request):
-    """``mlpnn-jax gradcheck`` on many files: one line each, a total, ``summary`` and its pages.
-
-    ``targets`` are PATH:NAME with PATH a file, a directory or a glob; ``request`` the fields of
-    ``gradcheck.isolate.Request`` but the target; ``bounds`` each child's timeout and memory_limit.
-    Returns the worst of the files' exit codes.
-    """
-    from mlpnn_jax.gradcheck import classroom
-
-    files = classroom.expand(targets)
-    labels = classroom.labels(files)
-    width = max(map(len, labels))
-    bar = progress(len(files), "gradcheck", unit="file")
-    rows = [None] * len(files)
-    for i, row in classroom.check_all(files, request, bounds, jobs):
-        rows[i] = row
-        say(bar, classroom.line(labels[i], row, width))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
-    print(classroom.total(rows), flush=True)
-    if summary is None:
-        return classroom.exit_code(rows)
-    try:
-        classroom.write_summary(summary, classroom.write_pages(rows, summary))
-    except OSError as e:  # e.g. a full disk, or a file where the pages' folder belongs
-        print(f"mlpnn-jax gradcheck: error: could not write {summary} and its pages: {e}", file=sys.stderr)
-        return max(classroom.exit_code(rows), FAILED)
-    return classroom.exit_code(rows)
-
-
 def cmd_gradcheck(args, signals):
-    """The gradcheck subcommand (see ``add_gradcheck_parser``): one file, or a class of them."""
-    from mlpnn_jax.gradcheck import classroom
+    """The gradcheck subcommand: gradcheck.command's, imported only when it runs."""
+    from mlpnn_jax.gradcheck import command
 
-    for name, value in (("--timeout", args.timeout), ("--memory-limit", args.memory_limit)):
-        if value is not None and not value > 0:
-            raise UsageError(f"{name} must be positive; got {value:g}")
-    keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
-    request = {k: getattr(args, k) for k in keys}
-    loss_options = {
-        k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None
-    }
-    bounds = {"timeout": args.timeout, "memory_limit": args.memory_limit}
-    try:
-        one = not classroom.is_class(args.target, args.summary)
-        options.check_gradcheck_options(args, one)
-        if one:
-            return run_gradcheck(
-                args.target[0], as_json=args.json, html=args.html, **bounds, **request, **loss_options
-            )
-        jobs = args.jobs or classroom.default_jobs()
-        return run_gradcheck_class(
-            args.target, jobs=jobs, summary=args.summary, bounds=bounds, options=loss_options, **request
-        )
-    except classroom.ClassError as e:
-        raise UsageError(str(e)) from e
+    return command.cmd_gradcheck(args, signals)
 
 
 # ---------------------------------------------------------------- main
@@ -452,6 +354,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="mlpnn-jax", description="A backprop MLP for MNIST: the notebook's, validated and fast."
     )
+    parser.add_argument("--version", action="version", version=f"mlpnn-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     options.add_train_parser(sub, cmd_train)
     options.add_reproduce_parser(sub, cmd_reproduce)
@@ -466,7 +369,7 @@ def main(argv=None, signals=None):
 
     Args:
         argv: the arguments (default sys.argv[1:]).
-        signals: the installed ``console.Signals`` (default: installed here, restored on return).
+        signals: the installed ``terminal.Signals`` (default: installed here, restored on return).
     """
     own = signals is None
     signals = Signals().install() if own else signals
@@ -481,6 +384,7 @@ def _main(args, signals):
     from mlpnn_jax.checkpoint import CheckpointError
     from mlpnn_jax.config import ConfigError
     from mlpnn_jax.data import DataError
+    from mlpnn_jax.evaluation import EvaluationError
     from mlpnn_jax.report import ReportError
     from mlpnn_jax.runs import RunError
 
@@ -490,13 +394,13 @@ def _main(args, signals):
     except ConfigError as e:
         print(f"mlpnn-jax {args.command}: error: {e.describe(flag)}", file=sys.stderr)
         return USAGE_ERROR
-    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError) as e:
+    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError, EvaluationError) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except RunWriteError as e:  # e.g. a full disk while claiming the directory
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return FAILED
-    except BrokenPipeError:  # stdout closed where no console.KeepGoingOutput guards it
+    except BrokenPipeError:  # stdout closed where no terminal.KeepGoingOutput guards it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return FAILED
     except Exception as e:

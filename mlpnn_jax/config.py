@@ -239,7 +239,7 @@ class TrainConfig:
         None, "a directory of MNIST-format IDX files (default: the bundled MNIST)", directory=True
     )
     preset: str = option(
-        "fast", "a recipe: the values of the fields not given (see PRESETS)", choices=PRESETS
+        "fast", "a recipe: the values of the options not given (listed below)", choices=PRESETS
     )
 
     def __post_init__(self):

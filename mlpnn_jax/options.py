@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -13,14 +14,24 @@ class UsageError(Exception):
 
 
 def flag(field):
-    """The flag of a TrainConfig field: ``lr`` -> ``--lr``, ``standardize`` -> ``--no-standardize``."""
+    """The flag of a TrainConfig field: ``lr`` -> ``--lr``, ``batch_size`` -> ``--batch-size``."""
     from mlpnn_jax.config import TrainConfig
 
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if field not in fields:
+    if field not in {f.name for f in dataclasses.fields(TrainConfig)}:
         return field  # not an option (e.g. "config")
-    name = field.replace("_", "-")
-    return f"--no-{name}" if fields[field].default is True else f"--{name}"
+    return "--" + field.replace("_", "-")
+
+
+def _value(value):
+    """A field's value as --help writes it: ``1000 500``, ``on``, ``0.1``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _shown(default):
+    """`` (default: X)`` for --help; nothing for None (the field's help says what None means)."""
+    return "" if default is None else f" (default: {_value(default)})"
 
 
 def add_config_options(p):
@@ -33,11 +44,9 @@ def add_config_options(p):
 
     for f in dataclasses.fields(TrainConfig):
         meta, typ = f.metadata, field_type(f.name)
-        default = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-        help_ = f"{meta['help']} ({default})"
+        help_ = meta["help"] + _shown(f.default)
         if typ is bool:
-            action = "store_false" if f.default else "store_true"
-            p.add_argument(flag(f.name), dest=f.name, action=action, default=None, help=help_)
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_)
             continue
         choices = meta["choices"]  # shown, and checked by the config: its one-line error names the option
         metavar = "{" + ",".join(choices) + "}" if choices else None
@@ -101,13 +110,33 @@ def add_platform_options(p, multihost=False):
         )
 
 
+def presets_epilog():
+    """The presets and their values, as the flags that give them, for ``train --help``."""
+    from mlpnn_jax.config import PRESETS
+
+    width = max(map(len, PRESETS))
+    rows = [
+        f"  {name:<{width}}  "
+        + (" ".join(f"{flag(k)} {_value(v)}" for k, v in values.items()) or "the defaults above")
+        for name, values in PRESETS.items()
+    ]
+    return "\n".join(["presets (--preset NAME: these values for the options not given):", *rows])
+
+
 def add_train_parser(sub, func):
     p = sub.add_parser(
         "train",
         help="minibatch training with optax",
         description="Minibatch training of an MLP on MNIST, into a run directory (see --out).",
+        epilog=presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(p)
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="train a run's recipe again: its config.json; the options given here still win",
+    )
     p.add_argument("--out", help="run directory (default runs/train-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out if there is one")
@@ -115,24 +144,34 @@ def add_train_parser(sub, func):
     p.set_defaults(func=func)
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, where it has one (not None or off)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_reproduce_parser(sub, func):
     p = sub.add_parser(
         "reproduce",
+        formatter_class=_DefaultsShown,
         help="the notebook's full-batch experiment",
         description="The notebook's experiment: its initial weights, full-batch gradient descent with lr 0.1,"
         " its printed lines, then the confusion matrix and the accuracy; writes the loss curves.",
     )
-    p.add_argument("--loss", choices=["ce", "kl", "both"], default="both")
-    p.add_argument("--epochs", type=int, default=2000)
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--engine", choices=["jax", "numpy"], default="jax")
+    p.add_argument("--loss", choices=["ce", "kl", "both"], default="both", help="which of the two trainings")
+    p.add_argument("--epochs", type=int, default=2000, help="full-batch epochs")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the arrays' dtype")
+    p.add_argument("--engine", choices=["jax", "numpy"], default="jax", help="jax, or the numpy notebook")
     p.add_argument(
         "--precision",
         choices=["default", "high", "highest"],
         default="highest",
         help="JAX matmul precision (highest: no TF32/bf16 passes on GPU/TPU)",
     )
-    p.add_argument("--print-every", type=int, default=200)
+    p.add_argument("--print-every", type=int, default=200, help="print the loss every N epochs (0: never)")
     p.add_argument("--hidden", type=int, default=1000, help="hidden units (the notebook: 1000)")
     p.add_argument("--data-dir", help="a directory of MNIST-format IDX files (default: the bundled MNIST)")
     p.add_argument("--out", help="output directory (default runs/reproduce-TIMESTAMP)")
@@ -146,11 +185,14 @@ def add_reproduce_parser(sub, func):
 def add_evaluate_parser(sub, func):
     p = sub.add_parser(
         "evaluate",
-        help="confusion matrix and accuracy of a trained run",
-        description="Reloads a train run's checkpoint and prints its confusion matrix and test accuracy.",
+        help="accuracy, loss, confusion matrix and per-class scores of a run",
+        description="Reloads a train run's checkpoint or a reproduce run's params and prints the test set's"
+        " accuracy, mean loss, labelled confusion matrix and per-class precision, recall and F1.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a train or reproduce run directory")
+    p.add_argument("--data-dir", help="evaluate on this MNIST-format set's test split (default: the run's)")
+    p.add_argument("--loss", choices=["ce", "kl"], help="a reproduce run's network (needed when it has both)")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
     add_platform_options(p)
     p.set_defaults(func=func)
 

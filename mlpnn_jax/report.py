@@ -127,7 +127,7 @@ def _machines(run_dir, machine, sessions):
     """The run's machine.json as a list (one a session), with ``machine`` recorded as the last
     session's; [] where none was ever recorded."""
     path = run_dir / MACHINE
-    machines = _read_json(path) if path.is_file() else []
+    machines = read_json(path) if path.is_file() else []
     machines = [machines] if isinstance(machines, dict) else machines  # written before resumes appended
     if machine is not None:
         machines = [*machines[: sessions - 1], machine]
@@ -135,7 +135,7 @@ def _machines(run_dir, machine, sessions):
     return machines
 
 
-def _read_json(path):
+def read_json(path):
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -234,7 +234,7 @@ def _history(path):
 
 
 def _reproduce_page(run_dir, machines, test_set):
-    config = _read_json(run_dir / REPRODUCE)
+    config = read_json(run_dir / REPRODUCE)
     losses = [loss for loss in LOSS_NAMES if (run_dir / f"{loss}_params.npz").is_file()]
     if not losses:
         raise ReportError(f"{run_dir}: the reproduction finished no loss (no ce_params.npz or kl_params.npz)")
@@ -274,7 +274,7 @@ def _reproduced(run_dir, loss, config, test_set):
     import reference
     from mlpnn_jax import metrics
 
-    params, meta = _load_params(run_dir / f"{loss}_params.npz")
+    params, meta = load_reproduced_params(run_dir / f"{loss}_params.npz")
     x, y = _test_set(test_set, config["data_dir"], config["dtype"], params["W1"].shape[0])
     net = reference.MLPNN.from_params(params)  # the network the run evaluated, in float64
     net(x)
@@ -302,7 +302,7 @@ def _reproduced(run_dir, loss, config, test_set):
     }
 
 
-def _load_params(path):
+def load_reproduced_params(path):
     """(params dict, meta dict) of a ``save_reproduction`` file."""
     try:
         arrays, meta = checkpoint.read_arrays(path)

@@ -49,11 +49,52 @@ def test_train_writes_every_file_and_evaluate_reloads_it(capsys, tmp_path, small
     text = (out / "confusion.txt").read_text()
     assert text.startswith("Confusion matrix:\n[[")
 
-    code, stdout, _ = run(capsys, "evaluate", out)
+    code, stdout, _ = run(capsys, "evaluate", out, "--json")
     assert code == 0
-    accuracy = float(stdout.split("Accuracy=")[1])
-    assert accuracy == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)
-    assert stdout.split("Accuracy=")[0] == text.split("Accuracy=")[0]
+    scores = json.loads(stdout)
+    assert scores["accuracy"] == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)
+    assert scores["mean_loss"] == pytest.approx(rows[-1]["test_loss"], rel=1e-5)
+    assert str(np.array(scores["confusion_matrix"])) in text  # the matrix confusion.txt holds
+
+
+def test_evaluate_prints_labelled_matrix_and_per_class_scores(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", 1, *FAST)[0] == 0
+    scores = json.loads(run(capsys, "evaluate", out, "--json")[1])
+    cm = np.array(scores["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == scores["test_images"] == 256
+    for k, c in enumerate(scores["per_class"]):  # the definitions, from the matrix
+        assert c["class"] == k and c["support"] == cm[k].sum()
+        assert c["recall"] == pytest.approx(cm[k, k] / max(cm[k].sum(), 1))
+        assert c["precision"] == pytest.approx(cm[k, k] / max(cm[:, k].sum(), 1))
+        pr = c["precision"] + c["recall"]
+        assert c["f1"] == pytest.approx(2 * c["precision"] * c["recall"] / pr if pr else 0.0)
+    code, text, _ = run(capsys, "evaluate", out)
+    lines = text.splitlines()
+    assert code == 0 and f"accuracy {100 * scores['accuracy']:.2f}%" in lines[0]
+    header = lines.index("true\\pred" + "".join(f"{k:>5}" for k in range(10)))
+    assert lines[header + 1].split() == ["0", *map(str, cm[0])]
+    assert lines[header + 11].split()[:2] == ["class", "precision"]
+    assert lines[header + 12].split() == [
+        "0",
+        *(f"{scores['per_class'][0][m]:.4f}" for m in ("precision", "recall", "f1")),
+        str(cm[0].sum()),
+    ]
+
+
+def test_evaluate_reads_reproduce_runs(capsys, tmp_path, small_mnist_dir):
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--epochs", 3, "--hidden", 16, "--data-dir", small_mnist_dir, "--out", out]
+    assert run(capsys, *argv)[0] == 0
+    code, _, err = run(capsys, "evaluate", out)
+    assert code == 2 and "pick one with --loss ce|kl" in err
+    for loss in ("ce", "kl"):
+        scores = json.loads(run(capsys, "evaluate", out, "--loss", loss, "--json")[1])
+        printed = (out / f"{loss}_confusion.txt").read_text()  # what the notebook's evaluate printed
+        assert scores["kind"] == "reproduce" and scores["loss"] == loss
+        assert f"Accuracy={scores['accuracy']}" in printed
+        assert str(np.array(scores["confusion_matrix"])) in printed
+        assert 0 < scores["mean_loss"] < 10
 
 
 def test_resume_continues_to_the_same_result(capsys, tmp_path, small_mnist_dir):
@@ -107,7 +148,14 @@ def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path, small_mnist
         (["train", "--batch-size", "100000"], "--batch-size: expected at most the 1024 training samples"),
         (["train", "--data-dir", "/nonexistent/mnist"], "--data-dir: /nonexistent/mnist is not a directory"),
         (["train", "--resume", "/nonexistent/run"], "/nonexistent/run/checkpoint.npz: no checkpoint there"),
-        (["evaluate", "/nonexistent/run"], "no checkpoint there"),
+        (["evaluate", "/nonexistent/run"], "/nonexistent/run: no such directory"),
+        (["train", "--config", "/nonexistent/config.json"], "--config: /nonexistent/config.json is not a"),
+        (["train", "--config", "LIST_JSON"], "is not a run's config.json (expected a JSON object)"),
+        (["train", "--config", "UNKNOWN_JSON"], "unknown keys ['colour']"),
+        (["evaluate", "EMPTY"], "not a run directory (no checkpoint.npz or reproduce.json)"),
+        (["evaluate", "RUN", "--loss", "kl"], "--loss picks a reproduce run's loss"),
+        (["evaluate", "REPRODUCED_CE", "--loss", "kl"], "has no kl_params.npz (it has ce)"),
+        (["evaluate", "REPRODUCED_NONE"], "the reproduction finished no loss"),
         (["reproduce", "--engine", "numpy", "--dtype", "float32"], "--dtype: the numpy engine"),
         (["reproduce", "--epochs", "0"], "--epochs: expected a positive integer"),
         (["reproduce", "--hidden", "0"], "--hidden: expected a positive number of hidden units, got 0"),
@@ -131,7 +179,26 @@ def test_bad_options_exit_2_with_one_line(capsys, small_mnist_dir, tmp_path, arg
     no_params.mkdir()
     meta = {"config": {}, "epoch": 1, "history": [], "input_stats": [0.0, 1.0]}
     ckpt.save(no_params / ckpt.CHECKPOINT, {}, (), meta)
-    names = {"RUN": good, "TRUNCATED": truncated, "NO_PARAMS": no_params}
+    reproduced_ce, reproduced_none, empty = tmp_path / "rep_ce", tmp_path / "rep_none", tmp_path / "empty"
+    for d in (reproduced_ce, reproduced_none, empty):
+        d.mkdir()
+    for d in (reproduced_ce, reproduced_none):
+        (d / "reproduce.json").write_text(
+            json.dumps({"dtype": "float64", "precision": "highest", "data_dir": None})
+        )
+    (reproduced_ce / "ce_params.npz").write_bytes(b"")
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "unknown.json").write_text('{"colour": "red"}')
+    names = {
+        "RUN": good,
+        "TRUNCATED": truncated,
+        "NO_PARAMS": no_params,
+        "REPRODUCED_CE": reproduced_ce,
+        "REPRODUCED_NONE": reproduced_none,
+        "EMPTY": empty,
+        "LIST_JSON": tmp_path / "list.json",
+        "UNKNOWN_JSON": tmp_path / "unknown.json",
+    }
     argv = [str(names.get(a, a)) for a in argv]
     if argv[0] == "train" and "--data-dir" not in argv and "--resume" not in argv and "--out" not in argv:
         argv = [*argv, "--data-dir", str(small_mnist_dir), "--out", str(tmp_path / "run")]
@@ -262,10 +329,11 @@ def test_every_config_field_is_a_flag_and_reaches_the_config(capsys):
     help_text = capsys.readouterr().out
     fields = dataclasses.fields(TrainConfig)
     assert all(flag(f.name) in help_text for f in fields)
-    assert flag("standardize") == "--no-standardize" and flag("batch_size") == "--batch-size"
+    assert flag("standardize") == "--standardize" and flag("batch_size") == "--batch-size"
     args = build_parser().parse_args(["train", "--lr", "0.3", "--hidden", "7", "5", "--no-standardize"])
     assert given_options(args) == {"lr": 0.3, "hidden": [7, 5], "standardize": False}
     assert TrainConfig(**given_options(args)).hidden == (7, 5)
+    assert given_options(build_parser().parse_args(["train", "--standardize"])) == {"standardize": True}
 
 
 @pytest.mark.parametrize("command", ["train", "reproduce", "evaluate", "gradcheck"])
@@ -276,3 +344,51 @@ def test_help_describes_the_command(capsys, command):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: mlpnn-jax {command}")
     assert "Exit codes" not in out  # not the module's docstring
+
+
+@pytest.mark.parametrize(
+    ("command", "shown", "absent"),
+    [
+        ("train", "--standardize, --no-standardize", None),
+        ("train", "(default: on)", "(True)"),
+        ("train", "adamw: its own, 0.0001) --schedule", "(None)"),
+        ("train", "deep --hidden 1000 500 --activation relu --augment both", "see PRESETS"),
+        ("reproduce", "(default: 2000)", "(default: None)"),
+        ("reproduce", "(default: highest)", None),
+    ],
+)
+def test_help_shows_defaults_and_presets(capsys, command, shown, absent):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    flat = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+    assert shown in flat
+    assert absent is None or absent not in flat
+
+
+def test_version(capsys):
+    import mlpnn_jax
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"mlpnn-jax {mlpnn_jax.__version__}\n"
+
+
+def test_config_trains_a_runs_recipe_again_with_flags_winning(capsys, tmp_path, small_mnist_dir):
+    first = tmp_path / "first"
+    argv = ["--data-dir", small_mnist_dir, "--epochs", 1, "--seed", 3, "--lr", 0.05, "--optimizer", "adam"]
+    code, stdout, _ = run(capsys, "train", *argv, *FAST, "--out", first)
+    assert code == 0
+    assert stdout.splitlines()[0].startswith(
+        "training hidden 32 tanh, ce loss, adam lr 0.05 onecycle schedule, 1 epochs on "
+    )
+    saved = first / "config.json"
+    code, _, _ = run(capsys, "train", "--config", saved, "--out", tmp_path / "again", "--seed", 4)
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again == {**json.loads(saved.read_text()), "seed": 4}
+    for extra, words in [
+        (["--resume", first], "drop --config"),
+        (["--preset", "deep"], "--preset: --config gives every option already"),
+    ]:
+        code, _, err = run(capsys, "train", "--config", saved, *extra)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1

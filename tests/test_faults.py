@@ -60,7 +60,7 @@ def assert_complete_run(run_dir, capsys=None):
     """``run_dir`` holds one complete, loadable run that ``evaluate`` finds, and nothing left over."""
     if capsys is not None:
         assert main(["evaluate", str(run_dir)]) == 0
-        assert "Accuracy=" in capsys.readouterr().out
+        assert "accuracy" in capsys.readouterr().out
     params, _, meta = ckpt.load(run_dir / ckpt.CHECKPOINT)
     config = json.loads((run_dir / "config.json").read_text())
     assert config == meta["config"]

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from mlpnn_jax.cli import run_gradcheck
 from mlpnn_jax.gradcheck import CODES, GradcheckUsageError, check_backprop
+from mlpnn_jax.gradcheck.command import run_gradcheck
 
 GALLERY = Path(__file__).parent / "gallery"
 PARAMS = ("W1", "b1", "W2", "b2")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpnn_jax.cli import run_gradcheck
-from mlpnn_jax.gradcheck import check_backprop, load, problems, rules
+from mlpnn_jax.gradcheck import LoadError, check_backprop, check_file, load, problems, rules
+from mlpnn_jax.gradcheck.command import run_gradcheck
 from mlpnn_jax.gradcheck.isolate import Request, run_file
 from mlpnn_jax.gradcheck.models import Net
 
@@ -221,3 +221,17 @@ def test_closed_stdout_and_a_students_own_modules_beside_the_file(tmp_path):
     code, out, err = cli(f"{tmp_path / 'bp.py'}:backprop", as_json=True)
     assert code == 0, err
     assert json.loads(out)["ok"]
+
+
+@pytest.mark.parametrize(
+    ("target", "forward", "ok"),
+    [("inplace.py:Net.backward", "forward", True), ("global_rate.py:Net.backprop", "predict", True)],
+)
+def test_check_file_checks_a_class_method_from_python(target, forward, ok):
+    report = check_file(f"{OWN}/{target}", forward=forward)
+    assert report.ok is ok and f"called {target.split(':')[1]}(" in report.to_table()
+
+
+def test_check_file_names_a_missing_method():
+    with pytest.raises(LoadError, match="Net has no method 'nope'"):
+        check_file(f"{OWN}/inplace.py:Net.nope")

@@ -52,3 +52,45 @@ def test_the_size_check_finds_a_long_module_and_function(tmp_path):
         f"mlpnn_jax/long.py: {1 + MAX_FUNCTION_LINES + MAX_MODULE_LINES} lines (at most 500)",
         f"mlpnn_jax/long.py:1 f: {MAX_FUNCTION_LINES + 1} lines (at most 50)",
     ]
+
+
+def package_imports(root=ROOT, package="mlpnn_jax"):
+    """{module: the package's modules it imports, at its top or inside functions} of a package."""
+    graph = {}
+    for path in sorted((root / package).glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package):
+                found |= (
+                    {node.module} if node.module != package else {f"{package}.{a.name}" for a in node.names}
+                )
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith(f"{package}.")}
+        graph[f"{package}.{path.stem}"] = {
+            m for m in found if m in {f"{package}.{p.stem}" for p in path.parent.glob("*.py")}
+        }
+    return graph
+
+
+def cycles(graph):
+    """The modules that reach themselves through the import graph."""
+
+    def reach(start):
+        seen, todo = set(), list(graph.get(start, ()))
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return seen
+
+    return sorted(m for m in graph if m in reach(m))
+
+
+def test_the_cli_and_the_console_script_import_no_cycle():
+    in_cycles = set(cycles(package_imports()))
+    assert not in_cycles & {"mlpnn_jax.cli", "mlpnn_jax.console", "mlpnn_jax.terminal"}, sorted(in_cycles)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == ["a", "b"]

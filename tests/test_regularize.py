@@ -263,6 +263,6 @@ def test_cli_reports_validation_and_evaluate_uses_the_ema(capsys, tmp_path, smal
     assert code == 0 and stdout.count("val acc") == 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"validation_loss", "validation_accuracy"} <= set(rows[-1])
-    assert main(["evaluate", str(out)]) == 0
-    accuracy = float(capsys.readouterr().out.split("Accuracy=")[1])
+    assert main(["evaluate", str(out), "--json"]) == 0
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
     assert accuracy == pytest.approx(rows[-1]["test_accuracy"], abs=1e-6)

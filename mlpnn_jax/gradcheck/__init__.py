@@ -7,6 +7,7 @@ and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for t
 """
 
 from mlpnn_jax.gradcheck.check import LOSS_NAMES, check_backprop
+from mlpnn_jax.gradcheck.load import LoadError
 from mlpnn_jax.gradcheck.probe import GradcheckUsageError
 from mlpnn_jax.gradcheck.report import CODES, Diagnosis, ParamCheck, Report
 
@@ -15,7 +16,19 @@ __all__ = [
     "LOSS_NAMES",
     "Diagnosis",
     "GradcheckUsageError",
+    "LoadError",
     "ParamCheck",
     "Report",
     "check_backprop",
+    "check_file",
 ]
+
+
+def __getattr__(name):
+    # check_file lives in isolate, which the CLI's child runs as ``python -m``: importing it with the
+    # package would make runpy warn that it was imported before it ran
+    if name != "check_file":
+        raise AttributeError(f"module 'mlpnn_jax.gradcheck' has no attribute {name!r}")
+    from mlpnn_jax.gradcheck.isolate import check_file
+
+    return check_file

@@ -63,38 +63,65 @@ def _named(spec, default_path):
     return default_path, spec
 
 
+def check_file(target, *, forward=None, init=None, loss=None, seed=0, **options):
+    """Check a backprop in a file, as ``mlpnn-jax gradcheck`` does but in this process (no time limit).
+
+    Args:
+        target: "FILE.py:function", "FILE.py:Class.method" or "NOTEBOOK.ipynb:function".
+        forward, init: the forward and init functions' names (or "PATH:NAME"), as --forward and --init.
+        loss, seed: as ``check_backprop``'s.
+        **options: activation, output, l2, soft_targets, and the loss options (label_smoothing, gamma,
+            margin), as the command's flags.
+    Returns:
+        A ``Report``.
+    Raises:
+        load.LoadError: no such file or function.  GradcheckUsageError: as ``check_backprop``.
+    """
+    fields = {f.name for f in dataclasses.fields(Request)} - {"options"}
+    given = {k: options.pop(k) for k in list(options) if k in fields}
+    req = Request(target, forward=forward, init=init, loss=loss, seed=seed, options=options, **given)
+    return _check(req)
+
+
+def _check(req):
+    """Load the user's code and check it: the Report."""
+    from mlpnn_jax.gradcheck import check_backprop, discover, load
+
+    path, name = load.split_target(req.target)
+    modules = {}
+    objs, module = load.load(path, [name], modules)
+    forward, fsource = None, None
+    if req.forward:
+        fpath, fname = _named(req.forward, path)
+        if "." not in fname and "." in name and not fname.startswith(name.split(".")[0]):
+            fname = f"{name.split('.')[0]}.{fname}"
+        forward = load.load(fpath, [fname], modules)[0][fname]
+        fsource = modules[fpath].sources.get(fname) if "." not in fname else None
+    target = discover.target_for(objs[name], name, forward, req.forward or "")
+    found = _layouts(req, path, name, module, modules, target)
+    source = module.sources.get(name.split(".")[0])
+    return check_backprop(
+        target,
+        loss=req.loss,
+        soft_targets=req.soft_targets,
+        seed=req.seed,
+        params=found or None,
+        source=source if "." not in name else None,
+        forward_source=fsource,
+        activation=req.activation,
+        output=req.output,
+        l2=req.l2,
+        skipped=tuple(load.skipped_summary(module)),
+        **req.options,
+    )
+
+
 def run_file(req):
     """Load the user's code, check it, and format the report: an Outcome (in the child)."""
-    from mlpnn_jax.gradcheck import GradcheckUsageError, check_backprop, discover, load
+    from mlpnn_jax.gradcheck import GradcheckUsageError, load
 
     try:
-        path, name = load.split_target(req.target)
-        modules = {}
-        objs, module = load.load(path, [name], modules)
-        forward, fsource = None, None
-        if req.forward:
-            fpath, fname = _named(req.forward, path)
-            if "." not in fname and "." in name and not fname.startswith(name.split(".")[0]):
-                fname = f"{name.split('.')[0]}.{fname}"
-            forward = load.load(fpath, [fname], modules)[0][fname]
-            fsource = modules[fpath].sources.get(fname) if "." not in fname else None
-        target = discover.target_for(objs[name], name, forward, req.forward or "")
-        found = _layouts(req, path, name, module, modules, target)
-        source = module.sources.get(name.split(".")[0])
-        report = check_backprop(
-            target,
-            loss=req.loss,
-            soft_targets=req.soft_targets,
-            seed=req.seed,
-            params=found or None,
-            source=source if "." not in name else None,
-            forward_source=fsource,
-            activation=req.activation,
-            output=req.output,
-            l2=req.l2,
-            skipped=tuple(load.skipped_summary(module)),
-            **req.options,
-        )
+        report = _check(req)
     except load.LoadError as e:
         return Outcome(2, error=str(e))
     except GradcheckUsageError as e:

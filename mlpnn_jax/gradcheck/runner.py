@@ -8,7 +8,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, layouts
-from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
 _PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
 
