@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
-import fcntl
 import json
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 from mlpnn_jax import checkpoint
 from mlpnn_jax.checkpoint import CHECKPOINT
 from mlpnn_jax.data import path_kind
+from mlpnn_jax.lock import LOCK, Lock, RunError, RunWriteError, lock_is_free
 
-LOCK = ".mlpnn-jax"
 RUN_FILES = TRAIN_FILES = (
     "config.json",
     "metrics.jsonl",
@@ -57,19 +53,6 @@ KNOWN_FILES = frozenset((LOCK, *TRAIN_FILES, *REPRODUCE_FILES))
 _SIBLING = ".{name}.mlpnn-jax-{tag}.{pid}"
 
 
-class RunError(ValueError):
-    """A run directory that cannot be used (in use, not writable, someone else's files): one line naming
-    the option (``--out``) and why; exit code 2."""
-
-
-class RunWriteError(Exception):
-    """Writing a run's file failed (a full disk, a read-only file system): exit code 1."""
-
-    def __init__(self, errno_, message):
-        super().__init__(message)
-        self.errno = errno_
-
-
 def _is_temp(name):
     """A temporary file of ``checkpoint.atomic_write`` (``.NAME.XXXXXXXX.tmp``)."""
     return name.startswith(".") and name.endswith(".tmp")
@@ -77,100 +60,6 @@ def _is_temp(name):
 
 def _holds_run(path):
     return (path / CHECKPOINT).is_file() or any((path / f"{k}_losses.csv").is_file() for k in ("ce", "kl"))
-
-
-class _Lock:
-    """An exclusive flock on ``DIR/.mlpnn-jax``, holding this process's pid and host."""
-
-    def __init__(self, directory, option, kind):
-        path = directory / LOCK
-        try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise RunError(f"{option}: cannot write in {directory}: {e.strerror}") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(self.fd)
-            os.close(self.fd)
-            raise RunError(
-                f"{option}: {directory} is in use by {holder};"
-                " wait for it to finish or pick another directory"
-            ) from None
-        except OSError as e:  # a file system without flock (some network mounts): trust the pid it names
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            self._check_pid(directory, option)
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "kind": kind, "since": time.time()}
-        try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, (json.dumps(record) + "\n").encode(), 0)
-        except OSError as e:
-            self.release()
-            raise RunWriteError(e.errno, f"cannot write {path}: {e.strerror}") from None
-
-    def _check_pid(self, directory, option):
-        holder = _read_holder(self.fd)
-        if holder and holder.get("host") == socket.gethostname() and _alive(holder.get("pid")):
-            os.close(self.fd)
-            raise RunError(f"{option}: {directory} is in use by {_describe(holder)}; wait or pick another")
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the flock
-            self.fd = None
-
-
-def _read_holder(fd):
-    try:
-        data = os.pread(fd, 4096, 0)
-        holder = json.loads(data) if data.strip() else None
-    except (OSError, ValueError):
-        return None
-    return holder if isinstance(holder, dict) else None
-
-
-def _holder(fd):
-    """'mlpnn-jax process PID on HOST' as the lock file says; the holder writes it just after locking."""
-    for _ in range(20):
-        holder = _read_holder(fd)
-        if holder is not None:
-            return _describe(holder)
-        time.sleep(0.025)
-    return "another mlpnn-jax process"
-
-
-def _describe(holder):
-    return f"mlpnn-jax process {holder.get('pid')} on {holder.get('host')} ({holder.get('kind', 'run')})"
-
-
-def _alive(pid):
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _lock_is_free(directory):
-    """Whether no live process holds ``directory``'s lock (a leftover of a killed run)."""
-    try:
-        fd = os.open(directory / LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _siblings(path):
@@ -194,7 +83,7 @@ def recover(path):
     Safe at any time: siblings whose lock a live process holds are left alone. Returns ``path``.
     """
     path = Path(os.path.realpath(path))  # a symlink's run: its siblings are beside the target
-    leftovers = [(tag, p) for tag, p in _siblings(path) if _lock_is_free(p)]
+    leftovers = [(tag, p) for tag, p in _siblings(path) if lock_is_free(p)]
     if not path.exists():
         # killed between the two renames: the new run is complete (it is renamed only after its first
         # good epoch); the old one is the fallback
@@ -209,7 +98,7 @@ def recover(path):
                 break
     for _, p in leftovers:
         shutil.rmtree(p, ignore_errors=True)
-    if path.is_dir() and _lock_is_free(path):  # a killed run's temporary files: no writer is left
+    if path.is_dir() and lock_is_free(path):  # a killed run's temporary files: no writer is left
         for p in path.glob(".*.tmp"):
             with contextlib.suppress(OSError):  # leftovers only: a read-only file system keeps them
                 p.unlink()
@@ -272,7 +161,7 @@ class RunDir:
         except OSError as e:
             raise RunError(f"{option}: cannot create {path}: {e.strerror}") from None
         _check_contents(path, option)  # before the lock file is made: it marks a directory as a run's
-        self._locks.append(_Lock(path, option, self.kind))  # also proves the directory writable
+        self._locks.append(Lock(path, option, self.kind))  # also proves the directory writable
         _check_contents(path, option, remove_temps=True)
         if resume:
             if not (path / CHECKPOINT).is_file():
@@ -298,7 +187,7 @@ class RunDir:
                 f" but cannot create {staging}: {e.strerror}"
             ) from None
         self._staging = staging
-        self._locks.append(_Lock(staging, self.option, self.kind))
+        self._locks.append(Lock(staging, self.option, self.kind))
         self.published = False
 
     @property

@@ -114,7 +114,7 @@ def _defining(folder, name):
         except load.LoadError:  # an unreadable notebook: listed, so that its row says so
             found.append(str(f))
             continue
-        if head in module.defs or module.broken(head) is not None:
+        if head in module.defs or head in module.broken:
             found.append(str(f))
     return found
 
