@@ -677,3 +677,14 @@ def test_out_a_symlink_to_a_run_is_followed_and_kept(tmp_path, base_run, small_m
     assert_complete_run(run, capsys)
     assert main(["evaluate", str(link)]) == 0 and "accuracy " in capsys.readouterr().out
     assert link.is_symlink() and sorted(os.listdir(tmp_path)) == ["link", "runs"]
+
+
+def test_resume_through_a_symlink_continues_the_run_it_names(tmp_path, base_run):
+    run = damage(base_run, tmp_path / "runs" / "real", lambda meta, params: None)  # 3 epochs, 1 done
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    proc = cli("train", "--resume", link)
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and os.readlink(link) == str(run)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # continued at the target
+    assert sorted(os.listdir(tmp_path)) == ["link", "runs"] and os.listdir(run.parent) == ["real"]
