@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mlpnn_jax import __version__, options
 from mlpnn_jax.devices import SetupError, setup_jax
+from mlpnn_jax.lock import RunError, RunWriteError
 from mlpnn_jax.options import UsageError, flag
-from mlpnn_jax.runs import RunWriteError
 from mlpnn_jax.terminal import FAILED, USAGE_ERROR, Signals, progress, say
 
 # ---------------------------------------------------------------- train
@@ -350,17 +350,28 @@ def cmd_gradcheck(args, signals):
 # ---------------------------------------------------------------- main
 
 
-def build_parser():
+COMMANDS = {  # name: (the function adding its parser, the function running it)
+    "train": (options.add_train_parser, cmd_train),
+    "reproduce": (options.add_reproduce_parser, cmd_reproduce),
+    "evaluate": (options.add_evaluate_parser, cmd_evaluate),
+    "report": (options.add_report_parser, cmd_report),
+    "gradcheck": (options.add_gradcheck_parser, cmd_gradcheck),
+}
+# commands parsed by a parser of their own, without the others: train's flags are generated from
+# TrainConfig, whose module imports JAX, and gradcheck's parent process needs neither JAX nor numpy
+ALONE = ("gradcheck",)
+
+
+def build_parser(commands=tuple(COMMANDS)):
+    """The command line's parser, with the subcommands ``commands`` (default all)."""
     parser = argparse.ArgumentParser(
         prog="mlpnn-jax", description="A backprop MLP for MNIST: the notebook's, validated and fast."
     )
     parser.add_argument("--version", action="version", version=f"mlpnn-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    options.add_train_parser(sub, cmd_train)
-    options.add_reproduce_parser(sub, cmd_reproduce)
-    options.add_evaluate_parser(sub, cmd_evaluate)
-    options.add_report_parser(sub, cmd_report)
-    options.add_gradcheck_parser(sub, cmd_gradcheck)
+    for name in commands:
+        add, func = COMMANDS[name]
+        add(sub, func)
     return parser
 
 
@@ -373,28 +384,43 @@ def main(argv=None, signals=None):
     """
     own = signals is None
     signals = Signals().install() if own else signals
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[:1] if argv and argv[0] in ALONE else tuple(COMMANDS))
     try:
-        return _main(build_parser().parse_args(argv), signals)
+        return _main(parser.parse_args(argv), signals)
     finally:
         if own:
             signals.restore()
 
 
-def _main(args, signals):
-    from mlpnn_jax.checkpoint import CheckpointError
-    from mlpnn_jax.config import ConfigError
-    from mlpnn_jax.data import DataError
-    from mlpnn_jax.evaluation import EvaluationError
-    from mlpnn_jax.report import ReportError
-    from mlpnn_jax.runs import RunError
+def _imported(*names):
+    """The error classes ("module.Class") of the modules this command imported: one of a module never
+    imported cannot have been raised, and importing them all here would start numpy and JAX in
+    gradcheck's parent, which only starts the check's child and prints."""
+    found = []
+    for name in names:
+        module, cls = name.split(".")
+        if f"mlpnn_jax.{module}" in sys.modules:
+            found.append(getattr(sys.modules[f"mlpnn_jax.{module}"], cls))
+    return tuple(found)
 
+
+ONE_LINE_ERRORS = (
+    "checkpoint.CheckpointError",
+    "data.DataError",
+    "evaluation.EvaluationError",
+    "report.ReportError",
+)
+
+
+def _main(args, signals):
     signals.command = f"mlpnn-jax {args.command}"
     try:
         return args.func(args, signals)
-    except ConfigError as e:
+    except _imported("config.ConfigError") as e:
         print(f"mlpnn-jax {args.command}: error: {e.describe(flag)}", file=sys.stderr)
         return USAGE_ERROR
-    except (UsageError, SetupError, RunError, DataError, CheckpointError, ReportError, EvaluationError) as e:
+    except (UsageError, SetupError, RunError, *_imported(*ONE_LINE_ERRORS)) as e:
         print(f"mlpnn-jax {args.command}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except RunWriteError as e:  # e.g. a full disk while claiming the directory

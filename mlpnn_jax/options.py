@@ -210,7 +210,7 @@ def add_report_parser(sub, func):
 
 def add_gradcheck_parser(sub, func):
     """The gradcheck subcommand's arguments."""
-    from mlpnn_jax.gradcheck import LOSS_NAMES
+    from mlpnn_jax.gradcheck.names import ACTIVATION_NAMES, LOSS_NAMES
 
     p = sub.add_parser(
         "gradcheck",
@@ -237,7 +237,7 @@ def add_gradcheck_parser(sub, func):
     )
     p.add_argument(
         "--activation",
-        choices=["tanh", "relu", "sigmoid", "leaky_relu", "identity"],
+        choices=ACTIVATION_NAMES,
         help="hidden activation",
     )
     p.add_argument("--output", choices=["softmax", "sigmoid"], help="the output layer")

@@ -4,31 +4,38 @@ One module per job: ``load`` (the user's code, read with ``ast``), ``conventions
 ``probe`` (how the code is called), ``runner`` (calling it), ``problems`` (the test problems),
 ``models`` (candidate networks), ``identify`` (which one the code computes), ``compare``, ``rules``
 and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for the CLI).
+
+The names below are imported on first use, not with the package: the CLI's parent process imports
+``gradcheck.command`` and ``gradcheck.isolate`` only to start the child and print, and an eager
+import here would start numpy and JAX there too (and ``isolate``, which the child runs as
+``python -m``, would be imported before it ran: runpy's RuntimeWarning).
 """
 
-from mlpnn_jax.gradcheck.check import LOSS_NAMES, check_backprop
-from mlpnn_jax.gradcheck.load import LoadError
-from mlpnn_jax.gradcheck.probe import GradcheckUsageError
-from mlpnn_jax.gradcheck.report import CODES, Diagnosis, ParamCheck, Report
+import importlib
 
-__all__ = [
-    "CODES",
-    "LOSS_NAMES",
-    "Diagnosis",
-    "GradcheckUsageError",
-    "LoadError",
-    "ParamCheck",
-    "Report",
-    "check_backprop",
-    "check_file",
-]
+# name: the module of this package that defines it
+_EXPORTS = {
+    "CODES": "report",
+    "LOSS_NAMES": "check",
+    "Diagnosis": "report",
+    "GradcheckUsageError": "probe",
+    "LoadError": "load",
+    "ParamCheck": "report",
+    "Report": "report",
+    "check_backprop": "check",
+    "check_file": "isolate",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    # check_file lives in isolate, which the CLI's child runs as ``python -m``: importing it with the
-    # package would make runpy warn that it was imported before it ran
-    if name != "check_file":
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'mlpnn_jax.gradcheck' has no attribute {name!r}")
-    from mlpnn_jax.gradcheck.isolate import check_file
+    value = getattr(importlib.import_module(f"mlpnn_jax.gradcheck.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
 
-    return check_file
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

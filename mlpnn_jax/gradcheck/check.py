@@ -8,11 +8,11 @@ import math
 import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, identify, layouts, models, problems, rules
+from mlpnn_jax.gradcheck.names import LOSS_NAMES
 from mlpnn_jax.gradcheck.probe import GradcheckUsageError, find, usage_error
 from mlpnn_jax.gradcheck.report import CODES, RTOL, Diagnosis, Report
 from mlpnn_jax.gradcheck.runner import invoke, mean_loss, mean_outputs, read_gradients
 
-LOSS_NAMES = tuple(models.LOSS_FAMILIES)
 LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")
 FD_STEP = 1e-6  # centred differences: truncation ~ h^2 f''' ~ 1e-12, roundoff ~ u |f| / h ~ 1e-10
 FD_RTOL, FD_ATOL = 1e-6, 1e-9  # the reference's own check, as tests/test_gradients.py

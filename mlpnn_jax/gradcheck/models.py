@@ -13,27 +13,9 @@ import functools
 
 import numpy as np
 
-from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
+from mlpnn_jax.gradcheck.names import ACTIVATION_NAMES, LOSS_FAMILIES
 
-ACTIVATION_NAMES = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 LEAK = 0.01
-LOSS_FAMILIES = {  # what --loss names: the candidate (head, loss) pairs it allows
-    "ce": (("softmax", "ce"), ("sigmoid", "bce"), ("sigmoid", "bce_mean")),
-    "kl": (("softmax", "kl"),),
-    "mse": (
-        ("softmax", "mse"),
-        ("softmax", "mse_half"),
-        ("softmax", "mse_mean"),
-        ("sigmoid", "se_sum"),
-        ("sigmoid", "se_half"),
-        ("sigmoid", "se_mean"),
-    ),
-    "smooth_ce": (("softmax", "smooth_ce"),),
-    "focal": (("softmax", "focal"),),
-    "hinge": (("softmax", "hinge"),),
-    "bce": (("sigmoid", "bce"), ("sigmoid", "bce_mean")),
-    "se": (("sigmoid", "se_sum"), ("sigmoid", "se_half"), ("sigmoid", "se_mean")),
-}
 _DESCRIBE_LOSS = {
     "ce": "cross-entropy",
     "kl": "KL divergence",
@@ -224,6 +206,8 @@ def kink_distance(net, params, X, Y):
 def _jax_loss(params, X, Y, net):
     import jax
     import jax.numpy as jnp
+
+    from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
 
     act = {
         "tanh": jnp.tanh,
