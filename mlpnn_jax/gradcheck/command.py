@@ -17,7 +17,8 @@ def run_gradcheck(
     """``mlpnn-jax gradcheck PATH:NAME``: check in a child process, print; returns the exit code.
 
     ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
-    this process's stdout; what the tests use).
+    this process's stdout; what the tests use). The child keeps its compiled programs in JAX's
+    persistent compilation cache in ``isolate.cache_dir()`` (class mode's children keep none).
 
     ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
     The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
@@ -26,7 +27,7 @@ def run_gradcheck(
     (bad PATH:NAME, the code raised, hung, exited or ran out of ``memory_limit`` GB); with ``as_json``
     exit 2 also prints a JSON object to ``out``.
     """
-    from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_file, run_isolated
+    from mlpnn_jax.gradcheck.isolate import Outcome, Request, cache_dir, run_file, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out
@@ -44,7 +45,10 @@ def run_gradcheck(
     }
     request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
     req = Request(target=target, options=options, as_json=as_json or html is not None, **request)
-    outcome, chatter = run_isolated(req, timeout, memory_limit) if isolate else (run_file(req), "")
+    if isolate:
+        outcome, chatter = run_isolated(req, timeout, memory_limit, cache=cache_dir())
+    else:
+        outcome, chatter = run_file(req), ""
     err.write(chatter)
     if html is not None:
         _write_page(html, target, outcome)

@@ -6,6 +6,11 @@ starts the child within bounds (time, memory, output kept; the child dies with t
 whatever happened into an exit code and one-line error.
 The child starts with ``python -P`` (no current directory on ``sys.path``) and never adds the user's
 folder to it: the user's own modules are loaded under private names (see ``load``).
+
+The child is the only process that imports JAX. It may keep JAX's compiled programs in a persistent
+compilation cache (``cache_dir``: the user's own cache folder), so that a second check of the same shapes
+compiles nothing; a cache entry is the executable XLA built for the same program, so it never changes a
+result, and a folder that cannot be used is simply not used.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 DEFAULT_MEMORY_GB = 4.0  # the child's address space: JAX on the CPU needs about 1.5 GB of it
 OUTPUT_LIMIT = 64 * 1024  # bytes of the user's own output kept
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _ORPHANED = 3  # the child's exit status when its parent was gone before it could watch it
+CACHE_ENV = "MLPNN_JAX_CACHE_DIR"  # the compilation cache's folder; set but empty: no cache
+# what JAX warns when a cache entry cannot be read or written: it compiles the program instead
+_CACHE_WARNING = "Error (reading|writing) persistent compilation cache"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +165,7 @@ def _layouts(req, path, name, module, modules, target):
 def child_main(request_path, result_path, parent, pipe_fd, memory):
     """The child: bound itself, read the request, run it, write the Outcome (JSON) to result_path."""
     _bound_self(parent, pipe_fd, memory)
+    warnings.filterwarnings("ignore", message=_CACHE_WARNING)  # a damaged entry: compiled afresh
     req = Request(**json.loads(Path(request_path).read_text()))
     try:
         outcome = run_file(req)
@@ -218,19 +228,20 @@ def _available_memory():
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_isolated(req, timeout, memory_limit=None):
+def run_isolated(req, timeout, memory_limit=None, cache=None):
     """Run the request in a bounded child process: (Outcome, the child's own output for stderr).
 
     Every check of a user's file goes through here, so each gets the same bounds: ``timeout`` seconds,
     ``memory_limit`` GB of address space (``memory_bytes``), the first OUTPUT_LIMIT bytes of its output,
     and no process left behind (the child's process group is killed on every way out of here; if this
-    process is killed, the child sees it and kills its group).
+    process is killed, the child sees it and kills its group). ``cache``: the folder of JAX's persistent
+    compilation cache for the child (``cache_dir``), or None: none, whatever the environment says.
     """
     memory = memory_bytes(memory_limit)
     with tempfile.TemporaryDirectory(prefix="mlpnn-gradcheck-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps(dataclasses.asdict(req)))
-        returncode, chatter = _run_child(request, result, timeout, memory)
+        returncode, chatter = _run_child(request, result, timeout, memory, _cache_env(cache))
         if returncode is None:
             return Outcome(
                 2,
@@ -251,9 +262,47 @@ def run_isolated(req, timeout, memory_limit=None):
     return outcome, chatter
 
 
-def _run_child(request, result, timeout, memory):
-    """Runs the child to its end or ``timeout``: (its exit status or None on timeout, its output)."""
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+def cache_dir():
+    """The folder of the single check's compilation cache: $MLPNN_JAX_CACHE_DIR (set but empty: none),
+    else $XDG_CACHE_HOME/mlpnn-jax, else ~/.cache/mlpnn-jax; made if missing (private to this user).
+    None where there is none, or it cannot be made, is not a folder this user owns and can write, or
+    others can write to it (what they wrote there would run as the next check's reference)."""
+    given = os.environ.get(CACHE_ENV)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        if given is not None:
+            path = Path(given).expanduser() if given else None
+        else:  # the XDG spec: a relative XDG_CACHE_HOME is ignored
+            path = (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "mlpnn-jax"
+        if path is None:
+            return None
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except (OSError, RuntimeError):  # RuntimeError: no home directory
+        return None
+    private = st.st_uid == os.getuid() and not st.st_mode & 0o022
+    return path if private and os.access(path, os.W_OK | os.X_OK) else None
+
+
+def _cache_env(cache):
+    """The child's environment variables of JAX's persistent compilation cache in ``cache`` (None: off)."""
+    if cache is None:
+        return {"JAX_ENABLE_COMPILATION_CACHE": "false", "JAX_COMPILATION_CACHE_DIR": None}
+    return {
+        "JAX_ENABLE_COMPILATION_CACHE": "true",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        # the reference's programs compile in about 0.1 s each: JAX's default keeps only those over 1 s
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
+def _run_child(request, result, timeout, memory, cache_env):
+    """Runs the child to its end or ``timeout``: (its exit status or None on timeout, its output).
+
+    ``cache_env``: environment variables to set, or (None) to remove."""
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"), **cache_env}
+    env = {k: v for k, v in env.items() if v is not None}
     env["MALLOC_ARENA_MAX"] = "2"  # glibc reserves 64 MB of address space per arena, one per thread
     r, w = os.pipe()
     args = [str(request), str(result), str(os.getpid()), str(r), str(memory)]
