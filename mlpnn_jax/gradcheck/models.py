@@ -11,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mlpnn_jax.gradcheck.names import ACTIVATION_NAMES, LOSS_FAMILIES
+from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
 
 LEAK = 0.01
 _DESCRIBE_LOSS = {
@@ -204,11 +207,6 @@ def kink_distance(net, params, X, Y):
 
 
 def _jax_loss(params, X, Y, net):
-    import jax
-    import jax.numpy as jnp
-
-    from mlpnn_jax.losses import LOSSES as SOFTMAX_LOSSES
-
     act = {
         "tanh": jnp.tanh,
         "relu": jax.nn.relu,
@@ -240,8 +238,6 @@ def _jax_loss(params, X, Y, net):
 @functools.cache
 def _transforms():
     """jax.grad of the loss and its per-sample vmap, jitted (the net is static)."""
-    import jax
-
     grad = jax.grad(_jax_loss)
 
     def per(params, X, Y, net):
@@ -251,8 +247,6 @@ def _transforms():
 
 
 def _x64():
-    import jax
-
     return jax.enable_x64(True)
 
 
