@@ -8,6 +8,8 @@ isolation tests start real child processes through the CLI.
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,35 @@ def test_other_conventions_and_a_loss_no_candidate_has(target, forward, code, te
     outcome = run(target, forward=forward)
     assert outcome.code == code, outcome.report + outcome.error
     assert text in outcome.report
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "text"),
+    [
+        ("NeuralNetwork", 0, "seed 0: OK"),
+        ("BuggyNetwork", 1, "[activation] self.layers[0].W and self.layers[0].b match a backprop whose tanh"),
+        ("TemperedNetwork", 2, ""),
+    ],
+)
+def test_layer_objects_that_update_themselves_through_the_command(cls, code, text):
+    """backward(grad, lr) of a container of layers: grad is made as the loss's gradient with respect to
+    the forward's output, and the in-place updates are read back; an output no candidate network
+    computes leaves the gradient unknown, and the check is not run."""
+    target = f"{OWN / 'layers.py'}:{cls}.backward"
+    flags = ["--forward", "forward", "--init", "build"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpnn_jax", "gradcheck", target, *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    if code == 2:
+        assert done.stdout == "" and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+        assert "takes grad, the loss's gradient with respect to the output of" in done.stderr
+        return
+    assert "with grad = the loss's gradient with respect to its output" in done.stdout
+    assert "[in_place]" in done.stdout and text in done.stdout
 
 
 def test_a_python_2_file_around_the_function(tmp_path):
