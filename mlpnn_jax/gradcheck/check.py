@@ -115,20 +115,23 @@ def _expected(ref, probs, conv):
     return {p.name: models.gradients(ref.nets[p.name], p.params, p.X, p.Y) for p in probs}
 
 
-def fd_user(conv, p, h):
-    """Centred differences of the user's own loss (mean over per-example calls), float64."""
+def central_diff(loss, params, h):
+    """{k: d loss / d params[k]} by centred differences with step h, entry by entry (float64)."""
     out = {}
-    for k, v in p.params.items():
+    for k, v in params.items():
         g = np.zeros_like(v)
         for idx in np.ndindex(v.shape):
-            vals = []
-            for sign in (1, -1):
-                w = v.copy()
-                w[idx] += sign * h
-                vals.append(mean_loss(invoke(conv, p, {**p.params, k: w})))
-            g[idx] = (vals[0] - vals[1]) / (2 * h)
+            plus, minus = v.copy(), v.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            g[idx] = (loss({**params, k: plus}) - loss({**params, k: minus})) / (2 * h)
         out[k] = g
     return out
+
+
+def fd_user(conv, p, h):
+    """Centred differences of the user's own loss (mean over per-example calls), float64."""
+    return central_diff(lambda params: mean_loss(invoke(conv, p, params)), p.params, h)
 
 
 def reference_check(ref, probs, expected, conv):
@@ -140,16 +143,7 @@ def reference_check(ref, probs, expected, conv):
         what, method = f"centred differences (step {FD_STEP:g}) of your loss", f"step {10 * FD_STEP:g}"
     else:
         net = ref.nets[p.name]
-        other = {}
-        for k, v in p.params.items():
-            g = np.zeros_like(v)
-            for idx in np.ndindex(v.shape):
-                plus, minus = v.copy(), v.copy()
-                plus[idx] += FD_STEP
-                minus[idx] -= FD_STEP
-                f = lambda w, k=k: models.loss_value(net, {**p.params, k: w}, p.X, p.Y)  # noqa: E731
-                g[idx] = (f(plus) - f(minus)) / (2 * FD_STEP)
-            other[k] = g
+        other = central_diff(lambda params: models.loss_value(net, params, p.X, p.Y), p.params, FD_STEP)
         what, method = (
             "jax.grad",
             f"centred finite differences (step {FD_STEP:g}) of the numpy reference loss",

@@ -27,6 +27,20 @@ def matches(got, candidate, rtol=FIT_RTOL):
     return got.shape == candidate.shape and float(entry_errors(got, candidate).max(initial=0.0)) <= rtol
 
 
+def fit_l2(got, ref, params, keys=None):
+    """The c >= 0 with got = ref + c W on every weight of ``keys`` (default: ref's) and got = ref on
+    every bias, fitted by least squares (c = d.W / W.W over the weights), or None when there is none."""
+    keys = list(ref) if keys is None else keys
+    weights = [k for k in keys if k[0] == "W"]
+    W = np.concatenate([params[k].ravel() for k in weights])
+    d = np.concatenate([(got[k] - ref[k]).ravel() for k in weights])
+    c = float(d @ W) / float(W @ W)
+    c = 0.0 if abs(c) < 1e-12 else c  # rounding, not a lambda
+    if c < 0 or not all(matches(got[k], ref[k] + c * params[k] * (k[0] == "W")) for k in keys):
+        return None
+    return c
+
+
 def compare(got, expected, rtol=RTOL):
     """max abs / rel errors, the worst entry under the pass rule, and whether every entry passes."""
     with np.errstate(all="ignore"):

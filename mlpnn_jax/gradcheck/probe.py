@@ -115,18 +115,7 @@ def _fits(screen, leaves, loss):
         return True
     if any(v is None for v in leaves.values()):
         return False
-    for _, g in screen.grads:
-        if all(compare.matches(leaves[k], g[k]) for k in g):
-            return True
-        W = [k for k in g if k[0] == "W"]
-        d = np.concatenate([(leaves[k] - g[k]).ravel() for k in W])
-        w = np.concatenate([screen.problem.params[k].ravel() for k in W])
-        c = float(d @ w) / float(w @ w)
-        if c > 0 and all(
-            compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g
-        ):
-            return True
-    return False
+    return any(compare.fit_l2(leaves, g, screen.problem.params) is not None for _, g in screen.grads)
 
 
 def _outputs_fit(screen, outputs):

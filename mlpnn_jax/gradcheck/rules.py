@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mlpnn_jax.gradcheck import models
-from mlpnn_jax.gradcheck.compare import matches
+from mlpnn_jax.gradcheck.compare import fit_l2, matches
 from mlpnn_jax.gradcheck.report import fmt
 
 
@@ -121,13 +121,8 @@ def l2(ctx, todo):
     for p in ctx.problems:
         if any(ctx.got[p.name].get(k) is None for k in weights):
             return []
-        W = np.concatenate([p.params[k].ravel() for k in weights])
-        d = np.concatenate([(ctx.got[p.name][k] - ctx.expected[p.name][k]).ravel() for k in weights])
-        c = float(d @ W) / float(W @ W)
-        if not (
-            c > 0
-            and all(matches(ctx.got[p.name][k], ctx.expected[p.name][k] + c * p.params[k]) for k in weights)
-        ):
+        c = fit_l2(ctx.got[p.name], ctx.expected[p.name], p.params, weights)
+        if not c:  # None (no fit) or 0 (no L2 at all)
             return []
         cs[p.name] = c
     todo.difference_update(weights)

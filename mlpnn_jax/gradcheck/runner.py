@@ -345,7 +345,7 @@ def _by_key(grads, conv):
 
 def _key_findings(missing, extra, keys, names):
     findings = []
-    hints = {repr(k): _hint(k, names) for k in extra}
+    hints = {repr(k): _key_for(k, names, strict=False) for k in extra}
     renames = [f"{k} for {h!r}" for k, h in hints.items() if h in missing]
     if missing:
         returned = ", ".join(repr(k) for k in keys) or "none"
@@ -360,10 +360,6 @@ def _key_findings(missing, extra, keys, names):
             msg += f" ({', '.join(renames)}?)"
         findings.append(("extra_key", (), msg, "error"))
     return findings
-
-
-def _hint(key, names):
-    return _key_for(key, names, strict=False)
 
 
 def _flatten(obj):
