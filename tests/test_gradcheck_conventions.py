@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpnn_jax.gradcheck import LoadError, check_backprop, check_file, load, problems, rules
+from mlpnn_jax.gradcheck import (
+    LoadError,
+    check_backprop,
+    check_file,
+    compare,
+    load,
+    patterns,
+    problems,
+    rules,
+)
 from mlpnn_jax.gradcheck.command import run_gradcheck
 from mlpnn_jax.gradcheck.isolate import Request, run_file
 from mlpnn_jax.gradcheck.models import Net
@@ -162,8 +171,6 @@ def ctx_parts():
 
 
 def context(parts, change):
-    from mlpnn_jax.gradcheck import compare
-
     net, probs, expected, labels = parts
     got = {p.name: {k: change(p, k, v) for k, v in expected[p.name].items()} for p in probs}
     cmp = {p.name: {k: compare.compare(got[p.name][k], expected[p.name][k]) for k in labels} for p in probs}
@@ -190,14 +197,26 @@ def test_each_rule_alone(ctx_parts, rule, change, code, text):
     ctx = context(ctx_parts, change)
     todo = {k for k in ctx.keys if ctx.failing(k)}
     found = next(r for r in rules.RULES if r.code == rule).find(ctx, todo)
-    assert found and found[0][0] == code and text in found[0][2], found
+    assert found and found[0].code == code and text in found[0].message, found
     assert not todo or rule == "few_entries"
+
+
+def test_the_table_runs_every_rule_and_names_the_wrong_layer_of_a_deep_network():
+    net = Net()
+    probs, expected = problems.make(0, 3, True, net)
+    labels = {k: k for k in expected[probs[0].name]}
+    got = {p.name: {k: v * (1.5 if k == "W1" else 1.0) for k, v in expected[p.name].items()} for p in probs}
+    cmp = {p.name: {k: compare.compare(got[p.name][k], expected[p.name][k]) for k in labels} for p in probs}
+    found = rules.run(rules.Context(probs, expected, got, cmp, net, labels))
+    assert [f.code for f in found] == ["scale", "layer"], found
+    assert found[1].message.endswith("the wrong gradients are in layer 1 (1 = the input layer)")
+    assert set(rules.CODES) == {r.code for r in rules.RULES} and len(rules.CODES) == len(rules.RULES)
 
 
 def test_a_rule_that_does_not_apply_finds_nothing(ctx_parts):
     ctx = context(ctx_parts, lambda p, k, v: v * p.n)
     todo = {k for k in ctx.keys if ctx.failing(k)}
-    assert rules.l2(ctx, todo) == [] and todo == set(ctx.keys)
+    assert patterns.l2(ctx, todo) == [] and todo == set(ctx.keys)
 
 
 def test_api_infers_the_loss_when_none_is_given():

@@ -3,13 +3,15 @@
 One module per job: ``load`` (the user's code, read with ``ast``), ``conventions`` and ``layouts`` and
 ``probe`` (how the code is called), ``runner`` (calling it), ``problems`` (the test problems),
 ``models`` (candidate networks), ``identify`` (which one the code computes), ``compare``, ``rules``
-and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for the CLI).
+(the table of every code), ``patterns`` (its finders of wrong values) and ``diagnose`` (findings to
+diagnoses), ``report``, ``isolate`` (a child process for the CLI).
 """
 
 from mlpnn_jax.gradcheck.check import LOSS_NAMES, check_backprop
 from mlpnn_jax.gradcheck.load import LoadError
 from mlpnn_jax.gradcheck.probe import GradcheckUsageError
-from mlpnn_jax.gradcheck.report import CODES, Diagnosis, ParamCheck, Report
+from mlpnn_jax.gradcheck.report import Diagnosis, ParamCheck, Report
+from mlpnn_jax.gradcheck.rules import CODES
 
 __all__ = [
     "CODES",

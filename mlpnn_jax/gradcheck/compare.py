@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from mlpnn_jax.gradcheck.report import FLOOR, RTOL, ParamCheck
+from mlpnn_jax.gradcheck.report import FLOOR, RTOL, Finding, ParamCheck
 
 FIT_RTOL = 1e-6  # the same rule, looser, for the diagnoses' exact-pattern matches
 
@@ -81,38 +81,35 @@ def describe_value(v):
 
 
 def as_array(name, value):
-    """(float array or None, [(code, params, message, level)]) for one returned gradient."""
+    """(float array or None, [Finding]) for one returned gradient."""
     if isinstance(value, str | bytes) or value is None:
-        return None, [("type", (name,), f"{name} is {describe_value(value)}, not a numeric array", "error")]
+        return None, [Finding("type", f"{name} is {describe_value(value)}, not a numeric array", (name,))]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = np.asarray(value)
     except (ValueError, TypeError) as e:
         message = f"{name} ({describe_value(value)}) is not an array: {type(e).__name__}: {e}"
-        return None, [("type", (name,), message, "error")]
+        return None, [Finding("type", message, (name,))]
     if arr.dtype.kind not in "fiu":
         message = f"{name} ({describe_value(value)}) has dtype {arr.dtype}, not a real number type"
-        return None, [("type", (name,), message, "error")]
+        return None, [Finding("type", message, (name,))]
     notes = []
     if isinstance(value, list | tuple):
         message = f"{name} is a {type(value).__name__}, not a numpy array; compared as np.asarray({name})"
-        notes.append(("not_array", (name,), message, "note"))
+        notes.append(Finding("not_array", message, (name,), "note"))
     return arr, notes
 
 
 def nonfinite(name, arr64):
-    """A finding for NaN or inf entries, or None."""
+    """The Finding for NaN or inf entries, or None."""
     bad = ~np.isfinite(arr64)
     if not bad.any():
         return None
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     counts = f"{int(np.isnan(arr64).sum())} NaN and {int(np.isinf(arr64).sum())} inf"
-    return (
-        "nonfinite",
-        (name,),
-        f"{name} has {counts} entries of {arr64.size} (the first at {list(first)})",
-        "error",
+    return Finding(
+        "nonfinite", f"{name} has {counts} entries of {arr64.size} (the first at {list(first)})", (name,)
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, layouts, models
+from mlpnn_jax.gradcheck.report import Finding
 
 RATE = 1.0  # the learning rate the checker passes (or sets): an in-place update is - RATE * gradient
 _PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
@@ -206,7 +207,7 @@ def invoke(conv, problem, params=None):
         loss, grads = conventions.split_result(result)
         loss = _forward_loss(fwd) if loss is None else loss
         if isinstance(grads, Updated):
-            out.notes.append(("in_place", (), _IN_PLACE))
+            out.notes.append(Finding("in_place", _IN_PLACE, level="note"))
         out.results.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
@@ -239,7 +240,7 @@ def _warning(w):
     from pathlib import Path
 
     where = f" ({Path(w.filename).name}:{w.lineno})" if w.filename else ""
-    return ("warning", (), f"{w.category.__name__}: {w.message}{where}")
+    return Finding("warning", f"{w.category.__name__}: {w.message}{where}", level="note")
 
 
 def _mutations(conv, obj, params, sizes, *data):
@@ -261,7 +262,7 @@ def _mutations(conv, obj, params, sizes, *data):
         f"the function modified {', '.join(changed)} in place; the check passes copies, so the result is "
         "unaffected, but in a training loop this silently changes the caller's arrays"
     )
-    return [("mutation", (), message)]
+    return [Finding("mutation", message, level="note")]
 
 
 def mean_loss(outcome):
@@ -286,25 +287,16 @@ def slot_values(grads, conv, sizes):
     if isinstance(grads, Mapping):
         if layout.kind not in ("dict", "attributes") and not conv.strict_keys:
             return {}, [
-                (
-                    "type",
-                    (),
-                    f"returned {compare.describe_value(grads)} where a list of gradients belongs",
-                    "error",
-                )
+                Finding("type", f"returned {compare.describe_value(grads)} where a list of gradients belongs")
             ]
         return _by_key(grads, conv)
     if layout.kind == "dict" and (conv.strict_keys or not isinstance(grads, list | tuple)):
         hint = " (a missing `return`?)" if grads is None else ""
-        return {}, [
-            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {want}", "error")
-        ]
+        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {want}")]
     if not isinstance(grads, list | tuple):
         hint = " (a missing `return`?)" if grads is None else ""
         what = f"{len(labels)} gradients ({', '.join(labels)})"
-        return {}, [
-            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {what}", "error")
-        ]
+        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {what}")]
     return _by_position(grads, conv, sizes)
 
 
@@ -327,7 +319,7 @@ def _by_key(grads, conv):
     try:
         keys = list(grads.keys())
     except Exception as e:
-        return {}, [("type", (), f"could not read the returned mapping's keys: {e!r}", "error")]
+        return {}, [Finding("type", f"could not read the returned mapping's keys: {e!r}")]
     found, extra = {}, []
     for k in keys:
         hit = _key_for(k, list(inverse), conv.strict_keys)
@@ -339,7 +331,9 @@ def _by_key(grads, conv):
     findings = _key_findings(missing, extra, keys, list(names))
     if not conv.strict_keys and not missing:  # e.g. dA1, dZ2 returned alongside: not an error here
         also = f"also returned {', '.join(repr(k) for k in extra)}: not parameters, ignored"
-        findings = [("extra_key", (), also, "note") if f[0] == "extra_key" else f for f in findings]
+        findings = [
+            Finding("extra_key", also, level="note") if f.code == "extra_key" else f for f in findings
+        ]
     return found, findings
 
 
@@ -352,13 +346,13 @@ def _key_findings(missing, extra, keys, names):
         msg = f"no gradient for {', '.join(missing)} (keys returned: {returned})"
         if renames:
             msg += f"; name the keys as params names them: {', '.join(renames)}?"
-        findings.append(("missing_key", tuple(missing), msg, "error"))
+        findings.append(Finding("missing_key", msg, tuple(missing)))
     if extra:
         unexpected = ", ".join(repr(k) for k in extra)
         msg = f"unexpected key(s) {unexpected}: the result should have exactly {', '.join(names)}"
         if renames:
             msg += f" ({', '.join(renames)}?)"
-        findings.append(("extra_key", (), msg, "error"))
+        findings.append(Finding("extra_key", msg))
     return findings
 
 
@@ -373,7 +367,7 @@ def _by_position(grads, conv, sizes):
     flat = _flatten(grads)
     if len(flat) != len(slots):
         what = f"{len(slots)} gradients ({', '.join(s.label for s in slots)})"
-        return {}, [("type", (), f"returned {len(flat)} values where {what} belong", "error")]
+        return {}, [Finding("type", f"returned {len(flat)} values where {what} belong")]
     order = list(range(len(slots)))
     shapes = [getattr(v, "shape", None) for v in flat]
     by_shape = {}
@@ -402,7 +396,7 @@ def read_gradients(outcome, conv, problem, expected=None):
             if status[s.canon] not in ("ok", "dtype"):
                 continue
             if s.label not in found:
-                status[s.canon] = "missing" if any(f[0] == "missing_key" for f in problems) else "type"
+                status[s.canon] = "missing" if any(f.code == "missing_key" for f in problems) else "type"
                 continue
             arr, code, notes, shape, dtype = _leaf(s, found[s.label], problem, expected)
             findings += [f for f in notes if f not in findings]
@@ -436,7 +430,7 @@ def _leaf(slot, value, problem, expected=None):
         if expected is None:
             ref = np.full(ref.shape, np.nan)  # the shape only: no value hints before the reference is known
         code, msg = compare.shape_finding(slot.label, arr, problem, ref, role)
-        return None, code, [*notes, (code, (slot.label,), msg, "error")], shape, dtype
+        return None, code, [*notes, Finding(code, msg, (slot.label,))], shape, dtype
     arr64 = arr.astype(np.float64)
     bad = compare.nonfinite(slot.label, arr64)
     if bad is not None:
