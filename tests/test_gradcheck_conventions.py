@@ -8,12 +8,23 @@ isolation tests start real child processes through the CLI.
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlpnn_jax.gradcheck import LoadError, check_backprop, check_file, load, problems, rules
+from mlpnn_jax.gradcheck import (
+    LoadError,
+    check_backprop,
+    check_file,
+    compare,
+    load,
+    patterns,
+    problems,
+    rules,
+)
 from mlpnn_jax.gradcheck.command import run_gradcheck
 from mlpnn_jax.gradcheck.isolate import Request, run_file
 from mlpnn_jax.gradcheck.models import Net
@@ -102,6 +113,35 @@ def test_other_conventions_and_a_loss_no_candidate_has(target, forward, code, te
     assert text in outcome.report
 
 
+@pytest.mark.parametrize(
+    ("cls", "code", "text"),
+    [
+        ("NeuralNetwork", 0, "seed 0: OK"),
+        ("BuggyNetwork", 1, "[activation] self.layers[0].W and self.layers[0].b match a backprop whose tanh"),
+        ("TemperedNetwork", 2, ""),
+    ],
+)
+def test_layer_objects_that_update_themselves_through_the_command(cls, code, text):
+    """backward(grad, lr) of a container of layers: grad is made as the loss's gradient with respect to
+    the forward's output, and the in-place updates are read back; an output no candidate network
+    computes leaves the gradient unknown, and the check is not run."""
+    target = f"{OWN / 'layers.py'}:{cls}.backward"
+    flags = ["--forward", "forward", "--init", "build"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpnn_jax", "gradcheck", target, *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    if code == 2:
+        assert done.stdout == "" and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+        assert "takes grad, the loss's gradient with respect to the output of" in done.stderr
+        return
+    assert "with grad = the loss's gradient with respect to its output" in done.stdout
+    assert "[in_place]" in done.stdout and text in done.stdout
+
+
 def test_a_python_2_file_around_the_function(tmp_path):
     source = (OWN / "l2net.py").read_text()
     (tmp_path / "py2.py").write_text(f'{source}\n\nprint "training"\nfor i in xrange(10):\n    print i\n')
@@ -131,8 +171,6 @@ def ctx_parts():
 
 
 def context(parts, change):
-    from mlpnn_jax.gradcheck import compare
-
     net, probs, expected, labels = parts
     got = {p.name: {k: change(p, k, v) for k, v in expected[p.name].items()} for p in probs}
     cmp = {p.name: {k: compare.compare(got[p.name][k], expected[p.name][k]) for k in labels} for p in probs}
@@ -159,14 +197,26 @@ def test_each_rule_alone(ctx_parts, rule, change, code, text):
     ctx = context(ctx_parts, change)
     todo = {k for k in ctx.keys if ctx.failing(k)}
     found = next(r for r in rules.RULES if r.code == rule).find(ctx, todo)
-    assert found and found[0][0] == code and text in found[0][2], found
+    assert found and found[0].code == code and text in found[0].message, found
     assert not todo or rule == "few_entries"
+
+
+def test_the_table_runs_every_rule_and_names_the_wrong_layer_of_a_deep_network():
+    net = Net()
+    probs, expected = problems.make(0, 3, True, net)
+    labels = {k: k for k in expected[probs[0].name]}
+    got = {p.name: {k: v * (1.5 if k == "W1" else 1.0) for k, v in expected[p.name].items()} for p in probs}
+    cmp = {p.name: {k: compare.compare(got[p.name][k], expected[p.name][k]) for k in labels} for p in probs}
+    found = rules.run(rules.Context(probs, expected, got, cmp, net, labels))
+    assert [f.code for f in found] == ["scale", "layer"], found
+    assert found[1].message.endswith("the wrong gradients are in layer 1 (1 = the input layer)")
+    assert set(rules.CODES) == {r.code for r in rules.RULES} and len(rules.CODES) == len(rules.RULES)
 
 
 def test_a_rule_that_does_not_apply_finds_nothing(ctx_parts):
     ctx = context(ctx_parts, lambda p, k, v: v * p.n)
     todo = {k for k in ctx.keys if ctx.failing(k)}
-    assert rules.l2(ctx, todo) == [] and todo == set(ctx.keys)
+    assert patterns.l2(ctx, todo) == [] and todo == set(ctx.keys)
 
 
 def test_api_infers_the_loss_when_none_is_given():

@@ -3,7 +3,8 @@
 One module per job: ``load`` (the user's code, read with ``ast``), ``conventions`` and ``layouts`` and
 ``probe`` (how the code is called), ``runner`` (calling it), ``problems`` (the test problems),
 ``models`` (candidate networks), ``identify`` (which one the code computes), ``compare``, ``rules``
-and ``diagnose`` (what is wrong), ``report``, ``isolate`` (a child process for the CLI).
+(the table of every code), ``patterns`` (its finders of wrong values) and ``diagnose`` (findings to
+diagnoses), ``report``, ``isolate`` (a child process for the CLI).
 
 The names below are imported on first use, not with the package: the CLI's parent process imports
 ``gradcheck.command`` and ``gradcheck.isolate`` only to start the child and print, and an eager
@@ -15,7 +16,7 @@ import importlib
 
 # name: the module of this package that defines it
 _EXPORTS = {
-    "CODES": "report",
+    "CODES": "rules",
     "LOSS_NAMES": "check",
     "Diagnosis": "report",
     "GradcheckUsageError": "probe",

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, identify, layouts, models, problems, rules
+from mlpnn_jax.gradcheck import compare, conventions, diagnose, identify, layouts, models, problems, rules
 from mlpnn_jax.gradcheck.names import LOSS_NAMES
 from mlpnn_jax.gradcheck.probe import GradcheckUsageError, find, usage_error
-from mlpnn_jax.gradcheck.report import CODES, RTOL, Diagnosis, Report
+from mlpnn_jax.gradcheck.report import RTOL, Diagnosis, Report
+from mlpnn_jax.gradcheck.rules import CODES
 from mlpnn_jax.gradcheck.runner import invoke, mean_loss, mean_outputs, read_gradients
 
 LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")
@@ -115,20 +116,23 @@ def _expected(ref, probs, conv):
     return {p.name: models.gradients(ref.nets[p.name], p.params, p.X, p.Y) for p in probs}
 
 
-def fd_user(conv, p, h):
-    """Centred differences of the user's own loss (mean over per-example calls), float64."""
+def central_diff(loss, params, h):
+    """{k: d loss / d params[k]} by centred differences with step h, entry by entry (float64)."""
     out = {}
-    for k, v in p.params.items():
+    for k, v in params.items():
         g = np.zeros_like(v)
         for idx in np.ndindex(v.shape):
-            vals = []
-            for sign in (1, -1):
-                w = v.copy()
-                w[idx] += sign * h
-                vals.append(mean_loss(invoke(conv, p, {**p.params, k: w})))
-            g[idx] = (vals[0] - vals[1]) / (2 * h)
+            plus, minus = v.copy(), v.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            g[idx] = (loss({**params, k: plus}) - loss({**params, k: minus})) / (2 * h)
         out[k] = g
     return out
+
+
+def fd_user(conv, p, h):
+    """Centred differences of the user's own loss (mean over per-example calls), float64."""
+    return central_diff(lambda params: mean_loss(invoke(conv, p, params)), p.params, h)
 
 
 def reference_check(ref, probs, expected, conv):
@@ -140,16 +144,7 @@ def reference_check(ref, probs, expected, conv):
         what, method = f"centred differences (step {FD_STEP:g}) of your loss", f"step {10 * FD_STEP:g}"
     else:
         net = ref.nets[p.name]
-        other = {}
-        for k, v in p.params.items():
-            g = np.zeros_like(v)
-            for idx in np.ndindex(v.shape):
-                plus, minus = v.copy(), v.copy()
-                plus[idx] += FD_STEP
-                minus[idx] -= FD_STEP
-                f = lambda w, k=k: models.loss_value(net, {**p.params, k: w}, p.X, p.Y)  # noqa: E731
-                g[idx] = (f(plus) - f(minus)) / (2 * FD_STEP)
-            other[k] = g
+        other = central_diff(lambda params: models.loss_value(net, params, p.X, p.Y), p.params, FD_STEP)
         what, method = (
             "jax.grad",
             f"centred finite differences (step {FD_STEP:g}) of the numpy reference loss",
@@ -275,105 +270,41 @@ def _reference(conv, probs, runs, cands):
 
 
 def _compared(conv, probs, runs, expected, rtol, keys):
-    """Per problem: canonical gradients, comparisons, shapes, dtypes, statuses; and the findings."""
+    """Per problem: canonical gradients, comparisons, shapes, dtypes, statuses; and the findings of
+    reading the results, gathered over the problems."""
     got, cmp, shapes, dtypes, status, found = {}, {}, {}, {}, {}, {}
     for p in reversed(probs):  # the largest first: its messages are kept (n, D, H, K all differ)
         leaves, shapes[p.name], dtypes[p.name], status[p.name], found[p.name] = read_gradients(
             runs[p.name], conv, p, expected[p.name]
         )
+        found[p.name] = found[p.name] + runs[p.name].notes
         with np.errstate(all="ignore"):
             cmp[p.name] = {
                 k: None if leaves[k] is None else compare.compare(leaves[k], expected[p.name][k], rtol)
                 for k in keys
             }
         got[p.name] = leaves
-    for p in probs:
-        if p.regime == "saturated":
-            finite_elsewhere = {
-                k for k in keys if all(status[q.name][k] != "nonfinite" for q in probs if q is not p)
-            }
-            labels = {sl.canon: sl.label for sl in conv.layout.slots}
-            status[p.name], found[p.name] = _saturation(
-                status[p.name], found[p.name], finite_elsewhere, labels
-            )
-    findings = {}
-    for p in reversed(probs):
-        for code, params, message, level in found[p.name]:
-            key = (code, params, level, message if level == "note" else None)
-            findings.setdefault(key, [message, []])[1].append(p.name)
-        for code, params, message in runs[p.name].notes:
-            findings.setdefault((code, params, "note", message), [message, []])[1].append(p.name)
-    return got, cmp, shapes, dtypes, status, findings
+    return got, cmp, shapes, dtypes, status, diagnose.gather(found)
 
 
-def _saturation(status, found, finite_elsewhere, labels):
-    """NaN or inf only where the units saturate is a note: the user's arithmetic overflows there
-    (exp without the max subtracted, 1 / (1 - a)), which finite differences of their own loss
-    would not call wrong; the unsaturated problems still judge the formulas."""
-    moved = {k for k, v in status.items() if v == "nonfinite" and k in finite_elsewhere}
-    status = {k: "saturated" if k in moved else v for k, v in status.items()}
-    names = {labels[k] for k in moved}
-    found = [
-        ("saturation", *f[1:3], "note") if f[0] == "nonfinite" and f[1][0] in names else f for f in found
-    ]
-    return status, found
-
-
-def _diagnoses(ctx, probs, cmp, dtypes, status, findings):
-    from mlpnn_jax.gradcheck import diagnose
-
-    order, labels = [p.name for p in probs], ctx.labels
-    errors, notes = diagnose.merge_findings(findings, order, labels)
-    d32, f32 = diagnose.narrow(probs, cmp, dtypes, status, labels)
-    errors += [d32] if d32 else []
-    todo = {k for k in ctx.keys if ctx.failing(k)} - f32
-    found = diagnose.run_rules(ctx, todo)
-    failing = {k for k in ctx.keys if ctx.failing(k)}
-    all_compared = all(ctx.got[p.name][k] is not None for p in probs for k in ctx.keys)
-    if failing and all_compared and not errors:
-        layer = diagnose.layer_message(ctx, failing, todo if todo else set())
-        if layer and not (failing == set(ctx.keys) and todo != failing):
-            found.append(("layer", sorted(failing, key=ctx.keys.index), layer))
-    n1 = probs[0]
-    if todo and all(cmp[n1.name][k] is not None and cmp[n1.name][k]["ok"] for k in ctx.keys):
-        found.append(
-            (
-                "batch",
-                sorted(todo, key=ctx.keys.index),
-                f"right on {n1.name} (one sample) but wrong on larger batches: the mistake is in how "
-                "the samples are combined (a sum or mean over the wrong axis, indexing, or broadcasting "
-                "over the batch)",
-            )
-        )
-    mentioned = {k for _, ks, _ in found for k in ks} | f32
-    for k in sorted(failing - mentioned, key=ctx.keys.index):
-        worst = max(ctx.failing(k), key=lambda p: cmp[p.name][k]["max_entry_rel_err"])
-        c = cmp[worst.name][k]
-        found.append(
-            (
-                "mismatch",
-                [k],
-                f"{ctx.label(k)} differs from the expected gradient (worst entry "
-                f"{list(c['worst_index'])} on {worst.name}, relative error "
-                f"{c['max_entry_rel_err']:.1e}); no simple pattern (scale, sign, subset of samples, "
-                "activation derivative) explains it",
-            )
-        )
-    errors += [Diagnosis(code, message, tuple(ctx.label(k) for k in ks)) for code, ks, message in found]
+def _diagnoses(ctx):
+    """The Report's error and note diagnoses: the results' findings merged, then the rules'."""
+    found = rules.run(ctx)
+    errors, notes = diagnose.merge_findings(ctx.findings, [p.name for p in ctx.problems], ctx.labels)
+    errors += [Diagnosis(f.code, f.message, f.params) for f in found]
     return errors, notes
 
 
 def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout):
-    from mlpnn_jax.gradcheck import diagnose
-
     labels = {
         s.canon: s.label for s in sorted(layout.slots, key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
     }
     keys = list(labels)
     rtol = RTOL if ref.nets is not None else USER_FD_RTOL
     got, cmp, shapes, dtypes, status, findings = _compared(conv, probs, runs, expected, rtol, keys)
-    ctx = rules.Context(probs, expected, got, cmp, ref.net, labels)
-    errors, notes = _diagnoses(ctx, probs, cmp, dtypes, status, findings)
+    ctx = rules.Context(probs, expected, got, cmp, ref.net, labels, status, dtypes, findings)
+    errors, notes = _diagnoses(ctx)
+    status = ctx.status  # where only the saturated units overflow, "saturated"
     check = reference_check(ref, probs, expected, conv)
     if not check["ok"]:
         errors.append(

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from mlpnn_jax.gradcheck.report import FLOOR, RTOL, ParamCheck
+from mlpnn_jax.gradcheck.report import FLOOR, RTOL, Finding, ParamCheck
 
 FIT_RTOL = 1e-6  # the same rule, looser, for the diagnoses' exact-pattern matches
 
@@ -25,6 +25,20 @@ def entry_errors(got, expected, floor=FLOOR):
 
 def matches(got, candidate, rtol=FIT_RTOL):
     return got.shape == candidate.shape and float(entry_errors(got, candidate).max(initial=0.0)) <= rtol
+
+
+def fit_l2(got, ref, params, keys=None):
+    """The c >= 0 with got = ref + c W on every weight of ``keys`` (default: ref's) and got = ref on
+    every bias, fitted by least squares (c = d.W / W.W over the weights), or None when there is none."""
+    keys = list(ref) if keys is None else keys
+    weights = [k for k in keys if k[0] == "W"]
+    W = np.concatenate([params[k].ravel() for k in weights])
+    d = np.concatenate([(got[k] - ref[k]).ravel() for k in weights])
+    c = float(d @ W) / float(W @ W)
+    c = 0.0 if abs(c) < 1e-12 else c  # rounding, not a lambda
+    if c < 0 or not all(matches(got[k], ref[k] + c * params[k] * (k[0] == "W")) for k in keys):
+        return None
+    return c
 
 
 def compare(got, expected, rtol=RTOL):
@@ -67,38 +81,35 @@ def describe_value(v):
 
 
 def as_array(name, value):
-    """(float array or None, [(code, params, message, level)]) for one returned gradient."""
+    """(float array or None, [Finding]) for one returned gradient."""
     if isinstance(value, str | bytes) or value is None:
-        return None, [("type", (name,), f"{name} is {describe_value(value)}, not a numeric array", "error")]
+        return None, [Finding("type", f"{name} is {describe_value(value)}, not a numeric array", (name,))]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = np.asarray(value)
     except (ValueError, TypeError) as e:
         message = f"{name} ({describe_value(value)}) is not an array: {type(e).__name__}: {e}"
-        return None, [("type", (name,), message, "error")]
+        return None, [Finding("type", message, (name,))]
     if arr.dtype.kind not in "fiu":
         message = f"{name} ({describe_value(value)}) has dtype {arr.dtype}, not a real number type"
-        return None, [("type", (name,), message, "error")]
+        return None, [Finding("type", message, (name,))]
     notes = []
     if isinstance(value, list | tuple):
         message = f"{name} is a {type(value).__name__}, not a numpy array; compared as np.asarray({name})"
-        notes.append(("not_array", (name,), message, "note"))
+        notes.append(Finding("not_array", message, (name,), "note"))
     return arr, notes
 
 
 def nonfinite(name, arr64):
-    """A finding for NaN or inf entries, or None."""
+    """The Finding for NaN or inf entries, or None."""
     bad = ~np.isfinite(arr64)
     if not bad.any():
         return None
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     counts = f"{int(np.isnan(arr64).sum())} NaN and {int(np.isinf(arr64).sum())} inf"
-    return (
-        "nonfinite",
-        (name,),
-        f"{name} has {counts} entries of {arr64.size} (the first at {list(first)})",
-        "error",
+    return Finding(
+        "nonfinite", f"{name} has {counts} entries of {arr64.size} (the first at {list(first)})", (name,)
     )
 
 

@@ -103,6 +103,23 @@ ROLE_NAMES = {
         "a_last",
         "last_activation",
     },
+    "G": {  # the loss's gradient with respect to the forward's output, sent back through the layers
+        "grad",
+        "gradient",
+        "grad_output",
+        "grad_out",
+        "output_grad",
+        "out_grad",
+        "grad_y",
+        "dout",
+        "d_out",
+        "dy",
+        "dl_dy",
+        "dldy",
+        "upstream",
+        "delta",
+        "top_diff",
+    },
 }
 RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
 REG_PREFIXES = ("reg", "lambd", "lam", "l2", "weight_decay", "alpha_reg")
@@ -114,7 +131,8 @@ class Call:
     """How one function is called: a role per argument, and the data's forms."""
 
     names: tuple  # the argument names (without self)
-    roles: tuple  # "X", "Y", "P", "C" or "0" (a regularisation knob: 0.0)
+    roles: tuple  # "X", "Y", "P", "C", "G" (the upstream gradient), "R" (a learning rate), "0" (a
+    # regularisation knob: 0.0) or "S:label" (one of the params)
     per_example: bool
     x_form: str  # batch: "rows", "cols"; per example: "vec", "col", "row"
     y_form: str  # batch: "int", "rows", "cols"; per example: "int", "vec", "col"
@@ -172,7 +190,7 @@ def assign_roles(args, has_forward, wants_params, slots=()):
             if not free:
                 return None
             role = free[0]
-        if role == "C" and not has_forward:
+        if role in ("C", "G") and not has_forward:
             return None
         roles.append(role)
         if role not in ("0", "C", "R"):  # several arguments may take parts of the forward's result

@@ -83,13 +83,8 @@ def grads_l2(net, problems, got):
             if p.regime == "saturated":
                 continue  # the user's arithmetic may overflow there (a note, not a verdict)
             return None
-        ref = models.backprop(net, p.params, p.X, p.Y)
-        ws = [k for k in ref if k[0] == "W"]
-        W = np.concatenate([p.params[k].ravel() for k in ws])
-        d = np.concatenate([(g[k] - ref[k]).ravel() for k in ws])
-        c = float(d @ W) / float(W @ W)
-        c = 0.0 if abs(c) < 1e-12 else c
-        if c < 0 or not all(compare.matches(g[k], ref[k] + c * p.params[k] * (k[0] == "W")) for k in ref):
+        c = compare.fit_l2(g, models.backprop(net, p.params, p.X, p.Y), p.params)
+        if c is None:
             return None
         cs[p.name] = c
     return cs

@@ -157,14 +157,15 @@ def _scale(loss, K):
     return 0.5 if loss.endswith("_half") else 1.0 / K if loss.endswith("_mean") else 1.0
 
 
-def _reduce(net, n):
+def batch_factor(net, n):
+    """The batch reduction's factor: 1/n for a mean, 1 for a sum."""
     return 1.0 / n if net.reduction == "mean" else 1.0
 
 
 def loss_value(net, params, X, Y):
     """The user-facing loss: reduced over the batch, plus the L2 term (a float)."""
     Zs, _ = forward(net, params, X)
-    value = head_loss(net, Zs[-1], targets(Y, Zs[-1].shape[1]))[0].sum() * _reduce(net, len(X))
+    value = head_loss(net, Zs[-1], targets(Y, Zs[-1].shape[1]))[0].sum() * batch_factor(net, len(X))
     return float(value + 0.5 * net.l2 * sum(float((v**2).sum()) for k, v in params.items() if k[0] == "W"))
 
 
@@ -177,7 +178,7 @@ def backprop(net, params, X, Y, derivative=None, weights=None):
     Zs, As = forward(net, params, X)
     deriv = derivative or _NP_ACT[net.activation][1]
     back = weights or params
-    dZ = head_loss(net, Zs[-1], targets(Y, Zs[-1].shape[1]))[1] * _reduce(net, len(X))
+    dZ = head_loss(net, Zs[-1], targets(Y, Zs[-1].shape[1]))[1] * batch_factor(net, len(X))
     grads = {}
     for i in range(len(Zs), 0, -1):
         grads[f"W{i}"] = As[i - 1].T @ dZ + net.l2 * params[f"W{i}"]

@@ -56,6 +56,8 @@ def user_line(exc):
 
 
 def usage_error(conv, problem, exc):
+    if isinstance(exc, runner.Unsupplied):  # the checker's limit, not the user's code raising
+        return GradcheckUsageError(str(exc))
     args = ", ".join(conv.call.names)
     where = f"problem {problem.name}: n={problem.n}, " + ", ".join(
         f"{k}={v}" for k, v in problem.describe().items() if k in ("D", "H", "K") or k.startswith("H")
@@ -113,18 +115,7 @@ def _fits(screen, leaves, loss):
         return True
     if any(v is None for v in leaves.values()):
         return False
-    for _, g in screen.grads:
-        if all(compare.matches(leaves[k], g[k]) for k in g):
-            return True
-        W = [k for k in g if k[0] == "W"]
-        d = np.concatenate([(leaves[k] - g[k]).ravel() for k in W])
-        w = np.concatenate([screen.problem.params[k].ravel() for k in W])
-        c = float(d @ w) / float(w @ w)
-        if c > 0 and all(
-            compare.matches(leaves[k], g[k] + c * screen.problem.params[k] * (k[0] == "W")) for k in g
-        ):
-            return True
-    return False
+    return any(compare.fit_l2(leaves, g, screen.problem.params) is not None for _, g in screen.grads)
 
 
 def _outputs_fit(screen, outputs):
@@ -187,7 +178,7 @@ def _unbuildable(target, sizes, why):
     )
 
 
-def _conventions(target, layout, strict):
+def _conventions(target, layout, strict, cands):
     make_self = _self_maker(target, layout)
     prefer_cols = any(s.transpose or s.bias_form == "col" for s in layout.slots)
     wants = not (target.is_method() and layout.kind == "attributes") and layout.kind != "args"
@@ -210,7 +201,7 @@ def _conventions(target, layout, strict):
         several = call.roles.count("C") > 1
         for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
             c = dataclasses.replace(call, cache=cache)
-            out.append(runner.Convention(target, layout, c, fcall, strict, make_self))
+            out.append(runner.Convention(target, layout, c, fcall, strict, make_self, tuple(cands)))
     return out
 
 
@@ -220,7 +211,7 @@ def find(target, layouts, cands, soft, strict_first=False, binary=False):
     for index, layout in enumerate(layouts):
         strict = strict_first and index == 0
         screen = _screen(layout, cands, soft, binary)
-        convs = _conventions(target, layout, strict)
+        convs = _conventions(target, layout, strict, cands)
         preferred, settled = (convs[0].call.per_example if convs else None), False
         for conv in convs:
             if settled and conv.call.per_example != preferred:
@@ -252,8 +243,9 @@ def _no_roles(target):
     names = ", ".join(a for a, _ in conventions.arguments(target.fn, target.is_method()))
     return GradcheckUsageError(
         f"cannot call {target.name}({names}): the checker passes only the data (X), the labels (y), the "
-        "params (a dict, list or object of arrays), the forward pass's result and 0 to a regularisation "
-        "knob, and cannot tell which argument is which here (layer sizes as arguments, or params "
-        f"unrolled into one vector, are not supported): write a wrapper `def backprop(params, X, y)` "
+        "params (a dict, list or object of arrays), the forward pass's result (and, with --forward, the "
+        "loss's gradient with respect to its output to an argument named grad, dout or delta) and 0 to a "
+        "regularisation knob, and cannot tell which argument is which here (layer sizes as arguments, or "
+        f"params unrolled into one vector, are not supported): write a wrapper `def backprop(params, X, y)` "
         f"that calls {target.name} and returns its gradients per parameter, and check that"
     )

@@ -10,45 +10,24 @@ import numpy as np
 RTOL = 1e-7  # per entry, relative ...
 FLOOR = 1e-6  # ... to at least this fraction of the parameter's largest entry
 
-CODES = {
-    # the result's structure
-    "type": "the function did not return gradients, or a value is not a numeric array",
-    "missing_key": "a parameter has no gradient in the result",
-    "extra_key": "the result has a key that is not a parameter",
-    "shape": "a gradient has the wrong shape",
-    "transposed": "a gradient has the transposed shape",
-    "nonfinite": "a gradient has NaN or inf entries",
-    "dtype": "a gradient is float32 (or narrower): compute in float64",
-    # the values
-    "wrong_loss": "the gradients are those of another loss",
-    "sign": "a gradient has the wrong sign",
-    "scale": "a gradient is off by a constant factor (e.g. n: a sum instead of a mean)",
-    "zero": "a gradient is all zeros",
-    "subset_of_samples": "a gradient uses only some samples of the batch",
-    "batch": "right for one sample, wrong for a batch (the samples are combined wrongly)",
-    "activation": "a hidden layer uses the wrong activation derivative",
-    "early_update": "a weight was updated before the error was sent back through it",
-    "layer_input": "a weight's gradient uses the pre-activation where the activation belongs",
-    "l2": "the gradient includes L2 regularisation that the loss does not (or with another lambda)",
-    "few_entries": "only a few entries are wrong",
-    "layer": "the wrong gradients are confined to some layers (which, and what it implies)",
-    "mismatch": "a gradient is wrong in no recognised pattern",
-    "reference": "the reference failed its finite-difference check (a bug in the checker)",
-    # notes (never fail the check)
-    "skipped": "parts of the file the checker did not load (note)",
-    "l2_note": "the gradient includes L2 regularisation, as the loss does (note)",
-    "saturation": "a gradient is NaN or inf only where the units saturate: the code overflows there (note)",
-    "in_place": "the code updates the params in place; the gradients are read off the update (note)",
-    "not_array": "a gradient is a list or tuple rather than an array (note)",
-    "mutation": "the function modified its inputs in place (note)",
-    "warning": "the function raised warnings (note)",
-}
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """What one check found: ``code`` (a key of rules.CODES), a message, the parameters it concerns
+    (as the user's code names them), ``level`` ("error" or "note"), and the problems it was seen on
+    (() until gathered)."""
+
+    code: str
+    message: str
+    params: tuple = ()
+    level: str = "error"
+    problems: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Diagnosis:
-    """One finding: ``code`` (a key of CODES), a message, the parameters it concerns, and ``level``:
-    "error" (the check fails) or "note"."""
+    """One line of the report: ``code`` (a key of rules.CODES), a message, the parameters it
+    concerns, and ``level``: "error" (the check fails) or "note"."""
 
     code: str
     message: str

@@ -1,41 +1,49 @@
-"""The diagnoses: a table of rules, each explaining a wrong gradient by a candidate it matches exactly.
+"""The rule table: every code a check can report, what it means, and what finds it, in the order run.
 
-Each ``Rule`` names its code, what it explains, and a ``find(ctx, todo)`` that returns findings
-``(code, canonical params, message)`` for the still unexplained parameters ``todo`` (a set it removes
-the explained ones from), built from candidate gradients: another loss's, a multiple of the right one,
-one with L2, with a subset of the samples, with another activation derivative, and so on. Rules that
-need the network (``needs_net``) are skipped when the reference is finite differences of the user's
-own loss. Rules run in order; no exception is swallowed.
+A ``Rule``'s ``stage`` says where its code comes from: "result" (reading what the code returned:
+``runner.read_gradients`` and ``compare``, then the saturation and float32 rules here), "pattern" (a
+finder in ``patterns``, run on the still unexplained wrong parameters, needing the reference network
+unless ``needs_net`` is False), "summary" (what the patterns left: the layers, the batch, a plain
+mismatch), "reference" (the reference's own check, in ``check``) and "note" (never fails the check).
+Rules without a ``find`` are emitted by the one ``found_by`` names. ``run`` applies the table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import models
+from mlpnn_jax.gradcheck import models, patterns
 from mlpnn_jax.gradcheck.compare import matches
-from mlpnn_jax.gradcheck.report import fmt
+from mlpnn_jax.gradcheck.report import Finding, fmt
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
     code: str
     explains: str
-    find: Callable
+    stage: str
+    find: Callable | None = None  # (Context, todo) -> [Finding]
     needs_net: bool = True
+    found_by: str = ""
 
 
 class Context:
-    """What the rules look at: problems, expected and returned gradients (canonical keys), the net."""
+    """What the rules look at: problems, expected and returned gradients (canonical keys), the
+    comparisons, the net, the parameters' labels; per problem the statuses and dtypes, and the
+    findings of reading the results (``findings``), which the saturation rule reclassifies."""
 
-    def __init__(self, problems, expected, got, cmp, net, labels):
+    def __init__(self, problems, expected, got, cmp, net, labels, status=None, dtypes=None, findings=()):
         self.problems, self.expected, self.got, self.cmp = problems, expected, got, cmp
         self.net, self.labels = net, labels
         self.keys = list(labels)
+        none = {p.name: dict.fromkeys(labels) for p in problems}
+        self.status = status or {p.name: dict.fromkeys(labels, "ok") for p in problems}
+        self.dtypes = dtypes or none
+        self.findings = list(findings)
+        self.found = []  # what the rules found so far, in table order
         self._cache = {}
 
     def label(self, k):
@@ -44,6 +52,10 @@ class Context:
     def names(self, ks):
         ks = [self.label(k) for k in self.keys if k in ks]
         return ks[0] if len(ks) == 1 else ", ".join(ks[:-1]) + " and " + ks[-1]
+
+    def finding(self, code, ks, message):
+        """An error Finding about the canonical parameters ks."""
+        return Finding(code, message, tuple(self.label(k) for k in ks))
 
     def compared(self, k):
         return [p for p in self.problems if self.cmp[p.name].get(k) is not None]
@@ -76,386 +88,271 @@ class Context:
         return all(verdicts) if verdicts else None
 
 
-def verb(n):
-    return "is" if n == 1 else "are"
-
-
-# ------------------------------------------------------------------------------------------ rules
-
-
-def wrong_loss(ctx, todo):
-    leaves = [k for k in ctx.keys if ctx.compared(k)]
-    for head, loss in (pair for fam in models.LOSS_FAMILIES.values() for pair in fam):
-        if (head, loss) == (ctx.net.head, ctx.net.loss) or (loss == "kl" and ctx.net.loss == "ce"):
-            continue
-        alt = dataclasses.replace(ctx.net, head=head, loss=loss, options=())
-        cand = lambda p, alt=alt: models.backprop(alt, p.params, p.X, p.Y)  # noqa: E731
-        if ctx.matches_on(leaves, cand) and _all_match(ctx, leaves, cand):
-            what = loss if head == "softmax" else f"{loss} (sigmoid outputs)"
-            todo.clear()
-            return [
-                (
-                    "wrong_loss",
-                    leaves,
-                    f"these are the gradients of the {what!r} loss, not of {ctx.net.loss!r}",
-                )
-            ]
-    return []
-
-
-def _all_match(ctx, ks, cand):
-    return all(
-        matches(ctx.got[p.name][k], cand(p)[k])
-        for p in ctx.problems
-        for k in ks
-        if ctx.got[p.name].get(k) is not None
-    )
-
-
-def l2(ctx, todo):
-    """Every weight's gradient is the reference's plus c W (one c per problem); biases right."""
-    weights = [k for k in ctx.keys if k[0] == "W"]
-    if not set(weights) <= todo or any(k in todo for k in ctx.keys if k[0] == "b"):
-        return []
-    cs = {}
-    for p in ctx.problems:
-        if any(ctx.got[p.name].get(k) is None for k in weights):
-            return []
-        W = np.concatenate([p.params[k].ravel() for k in weights])
-        d = np.concatenate([(ctx.got[p.name][k] - ctx.expected[p.name][k]).ravel() for k in weights])
-        c = float(d @ W) / float(W @ W)
-        if not (
-            c > 0
-            and all(matches(ctx.got[p.name][k], ctx.expected[p.name][k] + c * p.params[k]) for k in weights)
-        ):
-            return []
-        cs[p.name] = c
-    todo.difference_update(weights)
-    vals = sorted(set(f"{c:.6g}" for c in cs.values()))
-    lam = vals[0] if len(vals) == 1 else " / ".join(f"{c:.6g} on {n}" for n, c in cs.items())
-    return [
-        (
-            "l2",
-            weights,
-            f"{ctx.names(weights)} include L2 regularisation with lambda = {lam} (the gradient of "
-            f"lambda/2 sum W**2 added), which the reference loss does not include",
-        )
-    ]
-
-
-_SCALE_FORMS = (  # factor(problem), what, why
-    (lambda p: p.n, "off by a factor of n, the batch size", "a sum over the batch instead of a mean?"),
-    (lambda p: 1 / p.n, "off by a factor of 1/n", "divided by the batch size twice?"),
-    (
-        lambda p: p.n / (p.n - 1) if p.n > 1 else None,
-        "off by a factor of n/(n-1)",
-        "divided by n - 1 instead of n?",
-    ),
-    (
-        lambda p: p.K,
-        "off by a factor of K, the number of classes",
-        "a sum over the classes where there should be none?",
-    ),
-    (lambda p: 1 / p.K, "off by a factor of 1/K", "a mean over the classes instead of a sum?"),
-    (
-        lambda p: 1 / (p.n * p.K),
-        "off by a factor of 1/(n K)",
-        "a mean over all n x K entries instead of over the samples?",
-    ),
-    (lambda p: 2.0, "off by a factor of 2", "the 2 from differentiating a square, twice or not at all?"),
-    (lambda p: 0.5, "off by a factor of 1/2", "a stray 1/2 (the 2 from differentiating a square)?"),
-)
-
-
-def scale(ctx, todo):
-    groups = {}
-    for k in [k for k in ctx.keys if k in todo]:
-        factors = _factors(ctx, k)
-        if factors is not None:
-            found = _classify(ctx, factors)
-            if found is not None:
-                groups.setdefault(found, []).append(k)
-    out = []
-    for (code, message), ks in groups.items():
-        out.append((code, ks, f"{ctx.names(ks)}: {message}"))
-        if code == "scale" and "wrong sign" in message:
-            out.append(("sign", ks, f"{ctx.names(ks)}: the wrong sign (minus a multiple of the gradient)"))
-        todo.difference_update(ks)
-    return out
-
-
-def _factors(ctx, k):
-    factors = {}
-    for p in ctx.compared(k):
-        g, e = ctx.got[p.name][k], ctx.expected[p.name][k]
-        if ctx.cmp[p.name][k]["ok"]:
-            factors[p.name] = 1.0
-            continue
-        if not np.any(g):
-            factors[p.name] = 0.0
-            continue
-        ee = float(np.vdot(e, e))
-        c = float(np.vdot(g, e)) / ee if ee > 0 else math.nan
-        if not (math.isfinite(c) and c != 0 and matches(g, c * e)):
-            return None
-        factors[p.name] = c
-    return factors
-
-
-def _close(a, b, rtol=1e-6):
-    return a is not None and b is not None and abs(a - b) <= rtol * max(abs(a), abs(b))
-
-
-def _classify(ctx, factors):
-    byname = {p.name: p for p in ctx.problems}
-    bad = {n: c for n, c in factors.items() if not _close(c, 1.0)}
-    right = [n for n in factors if n not in bad]
-    right_txt = f"; right on {', '.join(right)}" if right else ""
-    if bad and all(c == 0.0 for c in bad.values()):
-        return "zero", f"all zeros (on {', '.join(bad)}{right_txt})"
-    if not bad or any(c == 0.0 for c in bad.values()):
-        return None
-    if all(_close(c, -1.0) for c in bad.values()) and not right:
-        return "sign", "the wrong sign (minus the gradient: t - p where p - t belongs, or gradient ascent?)"
-    for sign, signed in ((1.0, ""), (-1.0, "minus ")):
-        for f, what, why in _SCALE_FORMS:
-            values = {n: f(byname[n]) for n in factors}
-            if any(v is None for v in values.values()):
+def run(ctx):
+    """Apply the table to ctx: the Findings of its rules, in table order (``ctx.status`` and
+    ``ctx.findings`` reclassified where only the saturated units overflow)."""
+    todo = {k for k in ctx.keys if ctx.failing(k)}
+    with np.errstate(all="ignore"):
+        for rule in RULES:
+            if rule.find is None or (rule.needs_net and ctx.net is None):
                 continue
-            if all(_close(factors[n], sign * v) for n, v in values.items()):
-                vals = ", ".join(f"{values[n]:.6g} on {n}" for n in bad)
-                extra = " and the wrong sign" if sign < 0 else ""
-                return "scale", f"{signed}{what}{extra} ({vals}{right_txt}): {why}"
-    cs = list(bad.values())
-    if not right and all(_close(c, cs[0]) for c in cs):
-        extra = " and the wrong sign" if cs[0] < 0 else ""
-        return "scale", f"off by a constant factor of {abs(cs[0]):.6g}{extra} on every problem"
-    vals = ", ".join(f"{c:.6g} on {n}" for n, c in bad.items())
-    return (
-        "scale",
-        f"a multiple of the right gradient, by a factor that changes between problems ({vals}{right_txt})",
-    )
+            if rule.stage == "pattern" and not todo:
+                continue
+            ctx.found += rule.find(ctx, todo)
+    return ctx.found
 
 
-def subset(ctx, todo):
-    ks = [k for k in ctx.keys if k in todo]
-    if not ks:
-        return []
-    descriptions, any_subset, uneven, right = [], False, False, []
-    for p in ctx.problems:
-        if not all(ctx.got[p.name][k] is not None for k in ks):
-            continue
-        if all(ctx.cmp[p.name][k]["ok"] for k in ks):
-            right.append(p.name)
-            continue
-        G = ctx.cached(("per", p.name), lambda p=p: models.per_sample_gradients(ctx.net, p.params, p.X, p.Y))
-        A = np.concatenate([G[k].reshape(p.n, -1) for k in ks], axis=1).T  # (P, n)
-        y = np.concatenate([ctx.got[p.name][k].ravel() for k in ks])
-        if A.shape[0] < p.n + 2:
-            return []
-        w, _, rank, _ = np.linalg.lstsq(A, y, rcond=None)
-        desc = _weights(ctx, p, w, A, y, ks) if rank >= p.n else None
-        if desc is None:
-            return []
-        descriptions.append(f"on {p.name} {desc[0]}")
-        any_subset, uneven = any_subset or desc[1], uneven or desc[2]
-    if not descriptions or not (any_subset or uneven):
-        return []
-    tail = f"; right on {', '.join(right)}" if right else ""
-    todo.difference_update(ks)
-    if any_subset:
-        head = f"{ctx.names(ks)} {verb(len(ks))} the gradient of only part of the batch: "
-        return [("subset_of_samples", ks, head + "; ".join(descriptions) + tail)]
-    return [("batch", ks, f"{ctx.names(ks)} weight the samples unevenly: {'; '.join(descriptions)}{tail}")]
+# ------------------------------------------------------------------- the result's rules, run here
 
 
-def _weights(ctx, p, w, A, y, ks):
-    """(text, is a subset, is uneven) for per-sample weights w with y = A w; None if not exact."""
-    n = p.n
-    wmax = float(np.abs(w).max(initial=0.0))
-    used = np.abs(w) > 1e-3 * wmax if wmax > 0 else np.zeros(n, bool)
-    S = [int(i) for i in np.flatnonzero(used)]
-    expected = np.concatenate([ctx.expected[p.name][k].ravel() for k in ks])
-    if not np.any(y):
-        return "no sample at all (all zeros)", True, False
-    own = "that sample's own gradient" if len(S) == 1 else f"averaged over the {len(S)} used"
-    base = 1 / n if ctx.net.reduction == "mean" else 1.0
-    for v, how in (
-        (base, f"divided by the whole batch's n = {n}"),
-        (1 / max(len(S), 1), own),
-        (1.0, "summed, not divided by n"),
-    ):
-        if matches(y, A @ np.where(used, v, 0.0)):
-            return None if len(S) == n else (f"{_which(S, n)}, {how}", True, False)
-    if matches(y, A @ w) and not matches(y, expected):
-        shown = "weights " + ", ".join(f"{float(v):.6g}" for v in w[:8]) + (", ..." if len(w) > 8 else "")
-        if len(S) < n:
-            return f"{_which(S, n)}, weighted unevenly ({shown})", True, True
-        return f"every sample, weighted unevenly ({shown}; 1/n = {1 / n:.6g} each is right)", False, True
-    return None
-
-
-def _which(S, n):
-    if not S:
-        return "no sample at all"
-    if S == [0]:
-        return "only the first sample (index 0)"
-    if [n - 1] == S:
-        return f"only the last sample (index {n - 1})"
-    if list(range(n - 1)) == S:
-        return f"all but the last sample (index {n - 1} is dropped)"
-    if list(range(1, n)) == S:
-        return "all but the first sample (index 0 is dropped)"
-    if list(range(len(S))) == S:
-        return f"only the first {len(S)} samples"
-    if list(range(n - len(S), n)) == S:
-        return f"only the last {len(S)} samples"
-    missing = sorted(set(range(n)) - set(S))
-    return (
-        f"{len(S)} of the {n} samples (missing {missing})"
-        if len(missing) <= len(S)
-        else f"only samples {S} of {n}"
-    )
-
-
-DERIVATIVES = (  # (what was used, function of (A, Z), why)
-    ("1 (none at all)", lambda A, Z: np.ones_like(A), "(dZ = dA: multiply by the derivative)"),
-    ("A1", lambda A, Z: A, "(A1 where 1 - A1**2 belongs)"),
-    ("1 - A1", lambda A, Z: 1 - A, "(the square is missing)"),
-    ("1 + A1**2", lambda A, Z: 1 + A**2, "(a sign slip)"),
-    ("1 - Z1**2", lambda A, Z: 1 - Z**2, "(the pre-activation Z1 where A1 = tanh(Z1) belongs)"),
-    ("1 - tanh(A1)**2", lambda A, Z: 1 - np.tanh(A) ** 2, "(tanh applied to A1 again)"),
-    ("A1 (1 - A1)", lambda A, Z: A * (1 - A), "(the sigmoid's derivative)"),
-    ("(Z1 > 0)", lambda A, Z: (Z > 0).astype(float), "(the ReLU's derivative)"),
-    ("(1 - A1**2)**2", lambda A, Z: (1 - A**2) ** 2, "(applied twice)"),
-    ("A1**2", lambda A, Z: A**2, "(the 1 - is missing)"),
-    (
-        "the sigmoid's derivative of A1",
-        lambda A, Z: models._sigmoid(A) * (1 - models._sigmoid(A)),
-        "(sigmoid applied to A1 again)",
-    ),
-    ("Z1 (1 - Z1)", lambda A, Z: Z * (1 - Z), "(the pre-activation Z1 where A1 = sigmoid(Z1) belongs)"),
-    ("(A1 > 0)", lambda A, Z: (A > 0).astype(float), "(from A1: right for ReLU)"),
-)
-_RIGHT = {"tanh": "1 - A1**2", "sigmoid": "A1 (1 - A1)", "relu": "(Z1 > 0)", "identity": "1 (none at all)"}
-
-
-def activation(ctx, todo):
-    hidden = [k for k in ctx.keys if k in todo and int(k[1:]) < _L(ctx)]
-    if not hidden or len(hidden) != len([k for k in ctx.keys if k in todo and int(k[1:]) < _L(ctx)]):
-        return []
-    right = _RIGHT.get(ctx.net.activation, "its derivative")
-    for what, deriv, why in DERIVATIVES:
-        if what == right:
-            continue
-        tag = ("deriv", what)
-        cand = lambda p, d=deriv, t=tag: ctx.candidate(p, t, derivative=d)  # noqa: E731
-        if ctx.matches_on(hidden, cand):
-            todo.difference_update(hidden)
-            act = ctx.net.activation
-            text = (
-                f"{ctx.names(hidden)} match a backprop whose {act} derivative was {what} instead of {right} "
-            )
-            text += why
-            return [("activation", hidden, text)]
+def saturation(ctx, todo):
+    """NaN or inf only where the units saturate is a note: the user's arithmetic overflows there
+    (exp without the max subtracted, 1 / (1 - a)), which finite differences of their own loss
+    would not call wrong; the unsaturated problems still judge the formulas."""
+    for p in [p for p in ctx.problems if p.regime == "saturated"]:
+        others = [q for q in ctx.problems if q is not p]
+        status = ctx.status[p.name]
+        moved = {
+            k
+            for k, v in status.items()
+            if v == "nonfinite" and all(ctx.status[q.name][k] != v for q in others)
+        }
+        ctx.status[p.name] = {k: "saturated" if k in moved else v for k, v in status.items()}
+        names = {ctx.label(k) for k in moved}
+        ctx.findings = [
+            dataclasses.replace(f, code="saturation", level="note")
+            if f.code == "nonfinite" and f.params[0] in names and f.problems == (p.name,)
+            else f
+            for f in ctx.findings
+        ]
     return []
 
 
-def _L(ctx):
-    return models.layers(ctx.problems[0].params)
-
-
-def early_update(ctx, todo):
-    L = _L(ctx)
-    ks = [k for k in (f"W{L - 1}", f"b{L - 1}") if k in todo and k in ctx.keys]
-    if L < 2 or not ks:
+def narrow(ctx, todo):
+    """Float32 (or narrower) gradients: one finding, and those that agree to float32 precision are
+    taken out of ``todo`` (the formulas look right)."""
+    errs, types, on = {}, set(), set()
+    for k in ctx.keys:
+        hits = [p for p in ctx.problems if ctx.status[p.name][k] == "dtype"]
+        if hits:
+            errs[k] = max(ctx.cmp[p.name][k]["max_rel_err"] for p in hits)
+            types.update(ctx.dtypes[p.name][k] for p in hits)
+            on.update(p.name for p in hits)
+    if not errs:
         return []
-    rates = []
-    for p in [p for p in ctx.problems if all(ctx.got[p.name][k] is not None for k in ks)]:
-        unit = {**p.params, f"W{L}": p.params[f"W{L}"] - ctx.expected[p.name][f"W{L}"]}
-        moved = ctx.candidate(p, "unit", weights=unit)  # the hidden gradients after a unit-rate update
-        f = np.concatenate([(moved[k] - ctx.expected[p.name][k]).ravel() for k in ks])
-        e = np.concatenate([ctx.expected[p.name][k].ravel() for k in ks])
-        g = np.concatenate([ctx.got[p.name][k].ravel() for k in ks])
-        ff = float(f @ f)
-        c = float((g - e) @ f) / ff if ff > 0 else 0.0
-        if not (c != 0 and matches(g, e + c * f)):
-            return []
-        rates.append(c)
-    if not rates or not all(_close(c, rates[0]) for c in rates):
-        return []
-    todo.difference_update(ks)
-    w = ctx.label(f"W{L}")
-    text = (
-        f"{ctx.names(ks)} match a backprop that sent the error back through {w} - {rates[0]:.6g} * d{w}, "
-        f"{w} after its update (learning rate {rates[0]:.6g}): compute every gradient before updating "
-        "any weight"
+    worst = max(errs.values())
+    f32 = {k for k, e in errs.items() if e <= 1e-4}
+    todo.difference_update(f32)
+    verdict = (
+        f"apart from that they agree to {fmt(worst)} relative, about float32 rounding: the formulas "
+        "look right"
+        if len(f32) == len(errs)
+        else f"and they are off by up to {fmt(worst)} relative, more than float32 rounding explains"
     )
-    return [("early_update", ks, text)]
-
-
-def layer_input(ctx, todo):
-    """The last weight's gradient taken with the pre-activation Z where the activation A belongs."""
-    L = _L(ctx)
-    k = f"W{L}"
-    if k not in todo or L < 2:
-        return []
-
-    def cand(p):
-        Zs, _ = models.forward(ctx.net, p.params, p.X)
-        dZ = models.head_loss(ctx.net, Zs[-1], models.targets(p.Y, p.K))[1]
-        return Zs[-2].T @ dZ * (1 / p.n if ctx.net.reduction == "mean" else 1.0)
-
-    probs = ctx.compared(k)
-    if not probs or not all(matches(ctx.got[p.name][k], cand(p)) for p in probs):
-        return []
-    todo.discard(k)
-    act = ctx.net.activation
-    text = (
-        f"{ctx.label(k)} matches Z{L - 1}.T @ dZ{L} / n: the pre-activation Z{L - 1} where the layer's input "
-        f"A{L - 1} = {act}(Z{L - 1}) belongs"
+    message = (
+        f"{ctx.names(errs)}: {'/'.join(sorted(types))}, whose rounding (6e-8 relative per operation) this "
+        f"float64 check cannot tell apart from a bug; compute in float64 ({verdict})"
+        + where(sorted(on), [p.name for p in ctx.problems])
     )
-    return [("layer_input", [k], text)]
+    return [ctx.finding("dtype", list(errs), message)]
 
 
-def few_entries(ctx, todo):
+def where(names, order):
+    """' [on n1-small, n7-small]', or '' when on every problem."""
+    if len(names) == len(order):
+        return ""
+    return f" [on {', '.join(sorted(names, key=order.index))}]"
+
+
+# ------------------------------------------------------------------------- the summary's rules
+
+
+def layer(ctx, todo):
+    """The wrong gradients confined to some layers (what that implies), where the results were read
+    without error and every parameter compared."""
+    failing = {k for k in ctx.keys if ctx.failing(k)}
+    compared = all(ctx.got[p.name][k] is not None for p in ctx.problems for k in ctx.keys)
+    errors = any(f.level == "error" for f in ctx.findings) or any(f.code == "dtype" for f in ctx.found)
+    if not failing or not compared or errors or (failing == set(ctx.keys) and todo != failing):
+        return []
+    message = _layer_message(ctx, failing, todo)
+    return [ctx.finding("layer", sorted(failing, key=ctx.keys.index), message)] if message else []
+
+
+def batch(ctx, todo):
+    """Right on the one-sample problem, wrong on the batches."""
+    n1 = ctx.problems[0]
+    if not todo or not all(ctx.cmp[n1.name][k] is not None and ctx.cmp[n1.name][k]["ok"] for k in ctx.keys):
+        return []
+    message = (
+        f"right on {n1.name} (one sample) but wrong on larger batches: the mistake is in how the samples "
+        "are combined (a sum or mean over the wrong axis, indexing, or broadcasting over the batch)"
+    )
+    return [ctx.finding("batch", sorted(todo, key=ctx.keys.index), message)]
+
+
+def mismatch(ctx, todo):
+    """What no pattern, layer or batch finding explains."""
+    mentioned = {
+        k for f in ctx.found if f.code in ("layer", "batch") for k in ctx.keys if ctx.label(k) in f.params
+    }
     out = []
-    for k in [k for k in ctx.keys if k in todo]:
-        found, failing = {}, ctx.failing(k)
-        for p in failing:
-            c = ctx.cmp[p.name][k]
-            bad = np.argwhere(c["bad"])
-            if len(bad) > 3 or 3 * len(bad) > c["bad"].size:
-                break
-            e, g = ctx.expected[p.name][k], ctx.got[p.name][k]
-            for idx in map(tuple, bad):
-                rel = abs(g[idx] - e[idx]) / max(abs(e[idx]), abs(g[idx]))
-                found.setdefault(tuple(map(int, idx)), []).append(f"{fmt(rel)} on {p.name}")
-        else:
-            if failing:
-                which = "entry" if len(found) == 1 else "entries"
-                parts = [f"{list(idx)} (relative error {', '.join(v)})" for idx, v in found.items()]
-                out.append(
-                    (
-                        "few_entries",
-                        [k],
-                        f"only {which} {'; '.join(parts)} of {ctx.label(k)} {verb(len(found))} wrong, "
-                        "the rest match",
-                    )
-                )
-                todo.discard(k)
+    for k in sorted(todo - mentioned, key=ctx.keys.index):
+        worst = max(ctx.failing(k), key=lambda p: ctx.cmp[p.name][k]["max_entry_rel_err"])
+        c = ctx.cmp[worst.name][k]
+        message = (
+            f"{ctx.label(k)} differs from the expected gradient (worst entry {list(c['worst_index'])} on "
+            f"{worst.name}, relative error {c['max_entry_rel_err']:.1e}); no simple pattern (scale, sign, "
+            "subset of samples, activation derivative) explains it"
+        )
+        out.append(ctx.finding("mismatch", [k], message))
     return out
 
 
-RULES = (
-    Rule("wrong_loss", "the gradients of another loss", wrong_loss),
-    Rule("l2", "the reference's gradient plus c W: L2 regularisation", l2, needs_net=False),
-    Rule(
-        "scale", "a constant multiple of the right gradient (n, 1/n, K, 2, -1, 0...)", scale, needs_net=False
+_TWO_LAYERS = {  # the wrong parameters of a 2-layer network -> what that implies (after "head: ")
+    frozenset({"W1", "b1"}): "the error is in the backward pass through the hidden layer (the activation's "
+    "derivative, or dA1 = dZ2 @ W2.T), since dZ2 itself is right",
+    frozenset({"W1"}): "dZ1 is right ({b1} is), so the mistake is in dW1 = X.T @ dZ1 / n",
+    frozenset({"b1"}): "dZ1 is right ({W1} is), so the mistake is in db1 = dZ1.sum(axis=0) / n",
+    frozenset({"W1", "W2"}): "the errors dZ are right (the biases are); the mistake is in the products with "
+    "the layer inputs (X.T @ dZ1, A1.T @ dZ2)",
+    frozenset({"b1", "b2"}): "the errors dZ are right (the weights are); the mistake is in the biases' sums "
+    "over the batch",
+    **dict.fromkeys(
+        (frozenset({"W2", "b2"}), frozenset({"W2"}), frozenset({"b2"})),
+        "since W1 and b1 are right, the error dZ2 sent back to the hidden layer is right; the mistake is "
+        "in the output layer's own gradients (dW2 = A1.T @ dZ2 / n, db2 = dZ2.sum(axis=0) / n)",
     ),
-    Rule("subset_of_samples", "the gradient of some samples only, or weighted unevenly", subset),
-    Rule("activation", "a hidden layer's activation derivative replaced by another", activation),
-    Rule("early_update", "the error sent back through a weight already updated", early_update),
-    Rule("layer_input", "the last layer's gradient from the pre-activation", layer_input),
-    Rule("few_entries", "at most three entries of a parameter wrong", few_entries, needs_net=False),
+}
+_ALL_WRONG = (
+    "every parameter is wrong: the mistake is probably where the backward pass starts, in dZ2 = dL/dZ2 "
+    "(the loss's gradient with respect to the logits), and propagates to every layer"
 )
+
+
+def _layer_message(ctx, failing, unexplained):
+    right = [k for k in ctx.keys if k not in failing]
+    wrong = [k for k in ctx.keys if k in failing]
+    head = (
+        f"{ctx.names(wrong)} {patterns.verb(len(wrong))} wrong, {ctx.names(right)} "
+        f"{patterns.verb(len(right))} right"
+        if right
+        else ""
+    )
+    if set(ctx.keys) != {"W1", "b1", "W2", "b2"}:
+        if not right:
+            return None
+        wrong_layers = sorted({int(k[1:]) for k in failing})
+        which = ", ".join(map(str, wrong_layers))
+        plural = "s" if len(wrong_layers) > 1 else ""
+        return f"{head}: the wrong gradients are in layer{plural} {which} (1 = the input layer)"
+    if set(failing) == set(ctx.keys) and unexplained == failing:
+        return _ALL_WRONG
+    implied = _TWO_LAYERS.get(frozenset(failing))
+    return None if implied is None else f"{head}: " + implied.format(**ctx.labels)
+
+
+_READ = "runner.read_gradients"
+RULES = (
+    # the result's structure
+    Rule(
+        "type",
+        "the function did not return gradients, or a value is not a numeric array",
+        "result",
+        found_by=_READ,
+    ),
+    Rule("missing_key", "a parameter has no gradient in the result", "result", found_by=_READ),
+    Rule("extra_key", "the result has a key that is not a parameter", "result", found_by=_READ),
+    Rule("shape", "a gradient has the wrong shape", "result", found_by="compare.shape_finding"),
+    Rule("transposed", "a gradient has the transposed shape", "result", found_by="compare.shape_finding"),
+    Rule("nonfinite", "a gradient has NaN or inf entries", "result", found_by="compare.nonfinite"),
+    Rule(
+        "saturation",
+        "a gradient is NaN or inf only where the units saturate: the code overflows there (note)",
+        "result",
+        saturation,
+        needs_net=False,
+    ),
+    Rule(
+        "dtype", "a gradient is float32 (or narrower): compute in float64", "result", narrow, needs_net=False
+    ),
+    # the values
+    Rule("wrong_loss", "the gradients are those of another loss", "pattern", patterns.wrong_loss),
+    Rule(
+        "l2",
+        "the gradient includes L2 regularisation that the loss does not (or with another lambda)",
+        "pattern",
+        patterns.l2,
+        needs_net=False,
+    ),
+    Rule(
+        "scale",
+        "a gradient is off by a constant factor (e.g. n: a sum instead of a mean)",
+        "pattern",
+        patterns.scale,
+        needs_net=False,
+    ),
+    Rule("sign", "a gradient has the wrong sign", "pattern", found_by="patterns.scale"),
+    Rule("zero", "a gradient is all zeros", "pattern", found_by="patterns.scale"),
+    Rule("subset_of_samples", "a gradient uses only some samples of the batch", "pattern", patterns.subset),
+    Rule("activation", "a hidden layer uses the wrong activation derivative", "pattern", patterns.activation),
+    Rule(
+        "early_update",
+        "a weight was updated before the error was sent back through it",
+        "pattern",
+        patterns.early_update,
+    ),
+    Rule(
+        "layer_input",
+        "a weight's gradient uses the pre-activation where the activation belongs",
+        "pattern",
+        patterns.layer_input,
+    ),
+    Rule("few_entries", "only a few entries are wrong", "pattern", patterns.few_entries, needs_net=False),
+    # what the patterns left
+    Rule(
+        "layer",
+        "the wrong gradients are confined to some layers (which, and what it implies)",
+        "summary",
+        layer,
+        needs_net=False,
+    ),
+    Rule(
+        "batch",
+        "right for one sample, wrong for a batch (the samples are combined wrongly)",
+        "summary",
+        batch,
+        needs_net=False,
+        found_by="also patterns.subset (samples weighted unevenly)",
+    ),
+    Rule("mismatch", "a gradient is wrong in no recognised pattern", "summary", mismatch, needs_net=False),
+    Rule(
+        "reference",
+        "the reference failed its finite-difference check (a bug in the checker)",
+        "reference",
+        found_by="check.reference_check",
+    ),
+    # notes (never fail the check)
+    Rule("skipped", "parts of the file the checker did not load (note)", "note", found_by="check"),
+    Rule(
+        "l2_note",
+        "the gradient includes L2 regularisation, as the loss does (note)",
+        "note",
+        found_by="identify",
+    ),
+    Rule(
+        "in_place",
+        "the code updates the params in place; the gradients are read off the update (note)",
+        "note",
+        found_by="runner.invoke",
+    ),
+    Rule(
+        "not_array",
+        "a gradient is a list or tuple rather than an array (note)",
+        "note",
+        found_by="compare.as_array",
+    ),
+    Rule("mutation", "the function modified its inputs in place (note)", "note", found_by="runner.invoke"),
+    Rule("warning", "the function raised warnings (note)", "note", found_by="runner.invoke"),
+)
+CODES = {r.code: r.explains for r in RULES}

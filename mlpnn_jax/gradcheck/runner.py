@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, layouts
+from mlpnn_jax.gradcheck import compare, conventions, layouts, models
+from mlpnn_jax.gradcheck.report import Finding
 
+RATE = 1.0  # the learning rate the checker passes (or sets): an in-place update is - RATE * gradient
 _PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
 
 
@@ -21,6 +23,7 @@ class Convention:
     strict_keys: bool = False  # today's dict convention: keys exactly W1, b1, ...
     make_self: object = None  # sizes -> the instance a method is called on, where the params are not
     # its attributes (made by the class's constructor: never a stand-in)
+    heads: tuple = ()  # the candidate networks an upstream gradient ("G") is made for
 
     def describe(self, problem):
         c, t = self.call, self.target
@@ -44,6 +47,9 @@ class Convention:
             labels = {"int": "0/1 labels (n,)", "rows": "0/1 labels (n, 1)", "cols": "0/1 labels (1, n)"}
             labels = labels.get(c.y_form, "a 0/1 label")
         fwd = f", after {t.forward_name}" if t.forward is not None else ""
+        if "G" in c.roles:
+            grad = c.names[c.roles.index("G")]
+            fwd += f" with {grad} = the loss's gradient with respect to its output"
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
         return text + "; " + self.layout.describe(problem.sizes)
 
@@ -67,8 +73,12 @@ def _args(call, roles_values, conv=None, obj=None):
 
 _IN_PLACE = (
     "the code updates the params in place instead of returning gradients: its gradients are read as "
-    "params before - after, with its learning rate set to 1"
+    f"(params before - after) / learning rate, with the learning rate set to {RATE:g}"
 )
+
+
+class Unsupplied(ValueError):
+    """An argument the checker cannot make (the upstream gradient of an output it does not know)."""
 
 
 class Updated(dict):
@@ -79,7 +89,7 @@ def _set_rates(obj):
     """Set the instance's learning-rate attributes to 1 (so that an in-place update is - gradient)."""
     names = [k for k in vars(obj) if k.lower() in conventions.RATE_NAMES] if hasattr(obj, "__dict__") else []
     for k in names:
-        setattr(obj, k, 1.0)
+        setattr(obj, k, RATE)
     return names
 
 
@@ -89,12 +99,12 @@ def _set_global_rates(fn):
     if code is not None:
         names = [k for k in code.co_names if k.lower() in conventions.RATE_NAMES and k in fn.__globals__]
         for k in names:
-            fn.__globals__[k] = 1.0
+            fn.__globals__[k] = RATE
     return names
 
 
 def _updated(conv, obj, params):
-    """The gradients of a call that updated the params in place with rate 1, or None."""
+    """The gradients of a call that updated the params in place (W -= RATE * dW), or None."""
     grads = Updated()
     for slot in conv.layout.slots:
         before = slot.to_user(params[slot.canon])
@@ -104,27 +114,32 @@ def _updated(conv, obj, params):
             return None
         if now.shape != before.shape:
             return None
-        grads[slot.label] = before - now
+        grads[slot.label] = (before - now) / RATE
     return grads if any(np.any(g) for g in grads.values()) else None
 
 
-def _call_once(conv, params, x, y, sizes):
+def _call_once(conv, params, x, y, sizes, canon):
+    """One call of the user's code: (result, forward's result, params object, warnings). ``canon`` is
+    (X rows, one-hot T rows) of what x and y hold, for an upstream gradient."""
     obj = conv.layout.build(params, sizes)
     t = conv.target
     lead = [obj if conv.make_self is None else conv.make_self(sizes)] if t.is_method() else []
     rated = (_set_rates(lead[0]) if lead else []) + _set_global_rates(t.fn)
-    values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": 1.0}
+    values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": RATE}
     fwd = None
     if t.forward is not None:
         fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values, conv, obj))
         values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
+        if "G" in conv.call.roles:
+            values["G"] = upstream(conv, fwd, params, *canon)
     args = _args(conv.call, values, conv, obj)
     if conv.call.cache == "all":
         spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
         for j, i in enumerate(spots):
             args[i] = _item(fwd, j)
     result, caught = conventions.quiet_call(t.fn, *lead, *args)
-    if conventions.split_result(result)[1] is None:
+    returned = conventions.split_result(result)[1]
+    if returned is None or isinstance(returned, np.ndarray):  # nothing, or the input's gradient
         grads = _updated(conv, obj, params)
         if grads is not None and not (rated or "R" in conv.call.roles):
             raise ValueError(
@@ -135,6 +150,36 @@ def _call_once(conv, params, x, y, sizes):
             loss = conventions.split_result(result)[0]
             result = grads if loss is None else (loss, grads)
     return result, fwd, obj, caught
+
+
+def upstream(conv, fwd, params, X, T):
+    """dL/d(the forward's output) in its layout, for the first candidate network whose logits or
+    outputs that output is: per example (the checker averages the calls), or reduced over the batch.
+
+    Raises Unsupplied when the output is no candidate's (then the gradient cannot be known)."""
+    out = fwd if isinstance(fwd, np.ndarray) else None
+    seen = None if out is None else conventions.find_outputs(out, len(X), T.shape[1], conv.call.per_example)
+    for net in conv.heads if seen is not None else ():
+        with np.errstate(all="ignore"):
+            Z = models.forward(net, params, X)[0][-1]
+            A = models.outputs(net, params, X)
+            factor = 1.0 if conv.call.per_example else models.batch_factor(net, len(X))
+            dZ = models.head_loss(net, Z, T)[1] * factor
+            if compare.matches(seen, Z, 1e-8):
+                G = dZ
+            elif compare.matches(seen, A, 1e-8):  # through the output's own Jacobian, which the code applies
+                G = dZ / A if net.head == "softmax" else dZ / (A * (1 - A))
+            else:
+                continue
+        flip = out.ndim == 2 and out.shape != G.shape and out.shape == G.T.shape and len(X) > 1
+        return G.T if flip else G.reshape(out.shape)
+    what = compare.describe_value(fwd)
+    raise Unsupplied(
+        f"{conv.target.name} takes {conv.call.names[conv.call.roles.index('G')]}, the loss's gradient "
+        f"with respect to the output of {conv.target.forward_name}, but that output ({what}) is neither "
+        "the logits nor the outputs of any candidate network, so the checker cannot make it (is the "
+        "forward pass right?)"
+    )
 
 
 def _item(result, index):
@@ -156,11 +201,13 @@ def invoke(conv, problem, params=None):
         x = conventions.x_value(c, xi) if c.per_example else X.copy()
         y = conventions.y_value(c, problem.Y[i] if c.per_example else problem.Y, K)
         x0, y0 = np.copy(x), np.copy(y)
-        result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes)
+        rows = slice(None) if i is None else slice(i, i + 1)
+        canon = (problem.X[rows], models.targets(problem.Y, K)[rows])
+        result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes, canon)
         loss, grads = conventions.split_result(result)
         loss = _forward_loss(fwd) if loss is None else loss
         if isinstance(grads, Updated):
-            out.notes.append(("in_place", (), _IN_PLACE))
+            out.notes.append(Finding("in_place", _IN_PLACE, level="note"))
         out.results.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
@@ -193,7 +240,7 @@ def _warning(w):
     from pathlib import Path
 
     where = f" ({Path(w.filename).name}:{w.lineno})" if w.filename else ""
-    return ("warning", (), f"{w.category.__name__}: {w.message}{where}")
+    return Finding("warning", f"{w.category.__name__}: {w.message}{where}", level="note")
 
 
 def _mutations(conv, obj, params, sizes, *data):
@@ -215,7 +262,7 @@ def _mutations(conv, obj, params, sizes, *data):
         f"the function modified {', '.join(changed)} in place; the check passes copies, so the result is "
         "unaffected, but in a training loop this silently changes the caller's arrays"
     )
-    return [("mutation", (), message)]
+    return [Finding("mutation", message, level="note")]
 
 
 def mean_loss(outcome):
@@ -240,25 +287,16 @@ def slot_values(grads, conv, sizes):
     if isinstance(grads, Mapping):
         if layout.kind not in ("dict", "attributes") and not conv.strict_keys:
             return {}, [
-                (
-                    "type",
-                    (),
-                    f"returned {compare.describe_value(grads)} where a list of gradients belongs",
-                    "error",
-                )
+                Finding("type", f"returned {compare.describe_value(grads)} where a list of gradients belongs")
             ]
         return _by_key(grads, conv)
     if layout.kind == "dict" and (conv.strict_keys or not isinstance(grads, list | tuple)):
         hint = " (a missing `return`?)" if grads is None else ""
-        return {}, [
-            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {want}", "error")
-        ]
+        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {want}")]
     if not isinstance(grads, list | tuple):
         hint = " (a missing `return`?)" if grads is None else ""
         what = f"{len(labels)} gradients ({', '.join(labels)})"
-        return {}, [
-            ("type", (), f"returned {compare.describe_value(grads)}{hint} instead of {what}", "error")
-        ]
+        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {what}")]
     return _by_position(grads, conv, sizes)
 
 
@@ -281,7 +319,7 @@ def _by_key(grads, conv):
     try:
         keys = list(grads.keys())
     except Exception as e:
-        return {}, [("type", (), f"could not read the returned mapping's keys: {e!r}", "error")]
+        return {}, [Finding("type", f"could not read the returned mapping's keys: {e!r}")]
     found, extra = {}, []
     for k in keys:
         hit = _key_for(k, list(inverse), conv.strict_keys)
@@ -293,31 +331,29 @@ def _by_key(grads, conv):
     findings = _key_findings(missing, extra, keys, list(names))
     if not conv.strict_keys and not missing:  # e.g. dA1, dZ2 returned alongside: not an error here
         also = f"also returned {', '.join(repr(k) for k in extra)}: not parameters, ignored"
-        findings = [("extra_key", (), also, "note") if f[0] == "extra_key" else f for f in findings]
+        findings = [
+            Finding("extra_key", also, level="note") if f.code == "extra_key" else f for f in findings
+        ]
     return found, findings
 
 
 def _key_findings(missing, extra, keys, names):
     findings = []
-    hints = {repr(k): _hint(k, names) for k in extra}
+    hints = {repr(k): _key_for(k, names, strict=False) for k in extra}
     renames = [f"{k} for {h!r}" for k, h in hints.items() if h in missing]
     if missing:
         returned = ", ".join(repr(k) for k in keys) or "none"
         msg = f"no gradient for {', '.join(missing)} (keys returned: {returned})"
         if renames:
             msg += f"; name the keys as params names them: {', '.join(renames)}?"
-        findings.append(("missing_key", tuple(missing), msg, "error"))
+        findings.append(Finding("missing_key", msg, tuple(missing)))
     if extra:
         unexpected = ", ".join(repr(k) for k in extra)
         msg = f"unexpected key(s) {unexpected}: the result should have exactly {', '.join(names)}"
         if renames:
             msg += f" ({', '.join(renames)}?)"
-        findings.append(("extra_key", (), msg, "error"))
+        findings.append(Finding("extra_key", msg))
     return findings
-
-
-def _hint(key, names):
-    return _key_for(key, names, strict=False)
 
 
 def _flatten(obj):
@@ -331,7 +367,7 @@ def _by_position(grads, conv, sizes):
     flat = _flatten(grads)
     if len(flat) != len(slots):
         what = f"{len(slots)} gradients ({', '.join(s.label for s in slots)})"
-        return {}, [("type", (), f"returned {len(flat)} values where {what} belong", "error")]
+        return {}, [Finding("type", f"returned {len(flat)} values where {what} belong")]
     order = list(range(len(slots)))
     shapes = [getattr(v, "shape", None) for v in flat]
     by_shape = {}
@@ -360,7 +396,7 @@ def read_gradients(outcome, conv, problem, expected=None):
             if status[s.canon] not in ("ok", "dtype"):
                 continue
             if s.label not in found:
-                status[s.canon] = "missing" if any(f[0] == "missing_key" for f in problems) else "type"
+                status[s.canon] = "missing" if any(f.code == "missing_key" for f in problems) else "type"
                 continue
             arr, code, notes, shape, dtype = _leaf(s, found[s.label], problem, expected)
             findings += [f for f in notes if f not in findings]
@@ -394,7 +430,7 @@ def _leaf(slot, value, problem, expected=None):
         if expected is None:
             ref = np.full(ref.shape, np.nan)  # the shape only: no value hints before the reference is known
         code, msg = compare.shape_finding(slot.label, arr, problem, ref, role)
-        return None, code, [*notes, (code, (slot.label,), msg, "error")], shape, dtype
+        return None, code, [*notes, Finding(code, msg, (slot.label,))], shape, dtype
     arr64 = arr.astype(np.float64)
     bad = compare.nonfinite(slot.label, arr64)
     if bad is not None:
