@@ -1,10 +1,11 @@
 """Check a hand-written backprop against ``jax.grad``: ``check_backprop`` and ``mlpnn-jax gradcheck``.
 
 One module per job: ``load`` (the user's code, read with ``ast``), ``conventions`` and ``layouts`` and
-``probe`` (how the code is called), ``runner`` (calling it), ``problems`` (the test problems),
-``models`` (candidate networks), ``identify`` (which one the code computes), ``compare``, ``rules``
-(the table of every code), ``patterns`` (its finders of wrong values) and ``diagnose`` (findings to
-diagnoses), ``report``, ``isolate`` (a child process for the CLI).
+``probe`` (how the code is called), ``runner`` (calling it), ``result`` (what it returned, parsed
+once), ``problems`` (the test problems), ``models`` (candidate networks), ``reference`` (which one the
+code computes, and its expected gradients), ``compare``, ``rules`` (the table of every code),
+``patterns`` (its finders of wrong values) and ``diagnose`` (findings to diagnoses), ``report``,
+``errors`` (a bad argument; the user's code raised), ``isolate`` (a child process for the CLI).
 
 The names below are imported on first use, not with the package: the CLI's parent process imports
 ``gradcheck.command`` and ``gradcheck.isolate`` only to start the child and print, and an eager
@@ -19,10 +20,11 @@ _EXPORTS = {
     "CODES": "rules",
     "LOSS_NAMES": "check",
     "Diagnosis": "report",
-    "GradcheckUsageError": "probe",
+    "GradcheckUsageError": "errors",
     "LoadError": "load",
     "ParamCheck": "report",
     "Report": "report",
+    "UserCodeError": "errors",
     "check_backprop": "check",
     "check_file": "isolate",
 }

@@ -1,4 +1,10 @@
-"""``check_backprop``: find the convention, identify the network, compare, diagnose, report."""
+"""``check_backprop``: one check as a few steps, each taking one value and handing one on.
+
+the user's code -> the adapter (``probe.find``: a ``runner.Convention``, whose ``run(problem)`` is one
+``result.Result``, parsed once) -> the basis (``reference.build``: the problems, the results, the
+reference network and its expected gradients) -> the comparisons -> the diagnoses (``rules``,
+``diagnose``) -> the ``Report``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,15 @@ import math
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, diagnose, identify, layouts, models, problems, rules
+from mlpnn_jax.gradcheck import compare, conventions, diagnose, layouts, models, problems, reference, rules
+from mlpnn_jax.gradcheck.errors import GradcheckUsageError, UserCodeError
 from mlpnn_jax.gradcheck.names import LOSS_NAMES
-from mlpnn_jax.gradcheck.probe import GradcheckUsageError, find, usage_error
-from mlpnn_jax.gradcheck.report import RTOL, Diagnosis, Report
+from mlpnn_jax.gradcheck.probe import find
+from mlpnn_jax.gradcheck.reference import FD_STEP
+from mlpnn_jax.gradcheck.report import Diagnosis, Report
 from mlpnn_jax.gradcheck.rules import CODES
-from mlpnn_jax.gradcheck.runner import invoke, mean_loss, mean_outputs, read_gradients
 
 LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")
-FD_STEP = 1e-6  # centred differences: truncation ~ h^2 f''' ~ 1e-12, roundoff ~ u |f| / h ~ 1e-10
-FD_RTOL, FD_ATOL = 1e-6, 1e-9  # the reference's own check, as tests/test_gradients.py
-USER_FD_RTOL = 1e-5  # a user's loss differentiated numerically: a looser rule for the gradients
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,72 +104,6 @@ def _layouts(target, make_params, source, forward_source=None):
     return found, True
 
 
-def _run_all(conv, probs):
-    runs = {}
-    for p in reversed(probs):  # the largest first, as the old checker did (its errors are the clearest)
-        try:
-            runs[p.name] = invoke(conv, p)
-        except (Exception, SystemExit) as e:
-            raise usage_error(conv, p, e) from e
-    return runs
-
-
-def _expected(ref, probs, conv):
-    if ref.nets is None:
-        return {p.name: fd_user(conv, p, FD_STEP) for p in probs}
-    return {p.name: models.gradients(ref.nets[p.name], p.params, p.X, p.Y) for p in probs}
-
-
-def central_diff(loss, params, h):
-    """{k: d loss / d params[k]} by centred differences with step h, entry by entry (float64)."""
-    out = {}
-    for k, v in params.items():
-        g = np.zeros_like(v)
-        for idx in np.ndindex(v.shape):
-            plus, minus = v.copy(), v.copy()
-            plus[idx] += h
-            minus[idx] -= h
-            g[idx] = (loss({**params, k: plus}) - loss({**params, k: minus})) / (2 * h)
-        out[k] = g
-    return out
-
-
-def fd_user(conv, p, h):
-    """Centred differences of the user's own loss (mean over per-example calls), float64."""
-    return central_diff(lambda params: mean_loss(invoke(conv, p, params)), p.params, h)
-
-
-def reference_check(ref, probs, expected, conv):
-    """The reference checked itself: jax.grad against differences of the numpy loss; or, for the
-    user's own loss, differences at two steps against each other."""
-    p = next(q for q in probs if q.name == problems.FD_PROBLEM)
-    if ref.nets is None:
-        other = fd_user(conv, p, 10 * FD_STEP)
-        what, method = f"centred differences (step {FD_STEP:g}) of your loss", f"step {10 * FD_STEP:g}"
-    else:
-        net = ref.nets[p.name]
-        other = central_diff(lambda params: models.loss_value(net, params, p.X, p.Y), p.params, FD_STEP)
-        what, method = (
-            "jax.grad",
-            f"centred finite differences (step {FD_STEP:g}) of the numpy reference loss",
-        )
-    worst, ok = 0.0, True
-    for k, e in expected[p.name].items():
-        err = float(np.abs(other[k] - e).max())
-        scale = max(float(np.abs(e).max()), float(np.abs(other[k]).max()))
-        worst = max(worst, err / scale if scale > 0 else 0.0)
-        ok = ok and err <= FD_RTOL * float(np.abs(e).max()) + FD_ATOL * (100 if ref.nets is None else 1)
-    return {
-        "ok": bool(ok),
-        "problem": p.name,
-        "what": what,
-        "method": method,
-        "max_rel_err": worst,
-        "tolerance": FD_RTOL,
-        "rtol": USER_FD_RTOL if ref.nets is None else RTOL,
-    }
-
-
 def check_backprop(
     fn,
     loss=None,
@@ -203,143 +141,145 @@ def check_backprop(
     Returns:
         A ``Report``. Whatever ``fn`` returns is reported, never raised.
     Raises:
-        GradcheckUsageError: a bad argument, or the user's code raised (with its traceback).
+        GradcheckUsageError: a bad argument; ``UserCodeError`` (a GradcheckUsageError) where the
+            user's code raised (with its traceback).
     """
     _validate(fn, loss, loss_options, seed, activation, output)
     options = tuple(sorted((k, float(v)) for k, v in loss_options.items()))
-    hints = Hints(loss, activation, output, l2, options)
+    hints, soft = Hints(loss, activation, output, l2, options), bool(soft_targets)
     target = _target(fn, forward)
     cands = hints.candidates()
     tried, strict = _layouts(target, params, source, forward_source)
-    conv, probs, runs, ref = _convention(target, tried, strict, cands, seed, bool(soft_targets))
-    if ref.nets is None:  # differences of the user's own loss: where units saturate it may be log(0)
-        probs = [p for p in probs if p.regime != "saturated"]
-    expected = _expected(ref, probs, conv)
-    return _report(conv, probs, runs, ref, expected, hints, seed, bool(soft_targets), skipped, conv.layout)
+    conv, basis = _adapted(target, tried, strict, cands, seed, soft)
+    labels = _labels(conv.layout)
+    compared = _compare(conv, basis, list(labels))
+    diagnoses, status = _diagnoses(basis, compared, labels, skipped)
+    checks = _param_checks(conv.layout, basis.problems, compared, status, labels)
+    return _report(conv, basis, hints, seed, soft, checks, diagnoses)
 
 
-def _convention(target, tried, strict, cands, seed, soft):
-    """(Convention, problems, runs, Reference). When the user's code raises on K > 1 outputs (e.g. it
-    asserts A2.shape == (1, m)), everything is tried again with one sigmoid output unit (K = 1, 0/1
-    labels); if that raises too, the first error is the one reported."""
+def _adapted(target, tried, strict, cands, seed, soft):
+    """(the Convention, its Basis). When the user's code raises on K > 1 outputs (e.g. it asserts
+    A2.shape == (1, m)), everything is tried again with one sigmoid output unit (K = 1, 0/1 labels);
+    if that raises too, the first error is the one reported."""
     try:
         conv = find(target, tried, cands, soft, strict_first=strict)
-        return (conv, *_identified(conv, seed, cands, soft))
-    except GradcheckUsageError as e:
+        return conv, reference.build(conv, seed, cands, soft)
+    except UserCodeError as e:
         binary = [c for c in cands if c.head == "sigmoid"]
-        if e.formatted_traceback is None or soft or not binary:
+        if soft or not binary:
             raise
         first = e
     try:
         conv = find(target, tried, binary, soft, strict_first=strict, binary=True)
-        return (conv, *_identified(conv, seed, binary, soft, binary=True))
+        return conv, reference.build(conv, seed, binary, soft, binary=True)
     except GradcheckUsageError as e:
         message = f"{first} (tried again with one sigmoid output, K = 1: {e})"
-        raise GradcheckUsageError(message, first.formatted_traceback) from e
+        raise UserCodeError(message, first.formatted_traceback) from e
 
 
-def _identified(conv, seed, cands, soft, binary=False):
-    """The problems, the user's runs on them and the Reference; the problems are drawn again for the
-    reference network (redrawn where two float64 references disagree), and the code rerun if any moved."""
-    L, bias = conv.layout.num_layers, conv.layout.bias
-    probs, _ = problems.make(seed, L, bias, cands[0], soft, condition=False, binary=binary)
-    runs = _run_all(conv, probs)
-    ref = _reference(conv, probs, runs, cands)
-    if ref.nets is not None:
-        again, _ = problems.make(seed, L, bias, dataclasses.replace(ref.net, l2=0.0), soft, binary=binary)
-        if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
-            probs, runs = again, _run_all(conv, again)
-            ref = _reference(conv, probs, runs, cands)
-    return probs, runs, ref
+def _labels(layout):
+    """{canonical name: the user's label}, layer by layer (W1, b1, W2, ...)."""
+    slots = sorted(layout.slots, key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
+    return {s.canon: s.label for s in slots}
 
 
-def _reference(conv, probs, runs, cands):
-    got = {p.name: read_gradients(runs[p.name], conv, p)[0] for p in probs}
-    losses = {p.name: mean_loss(runs[p.name]) for p in probs}
-    outputs = {p.name: mean_outputs(runs[p.name]) for p in probs}
-    losses = None if any(v is None for v in losses.values()) else losses
-    outputs = None if any(v is None for v in outputs.values()) else outputs
-    ref = identify.identify(probs, got, losses, outputs, cands)
-    if ref is None:
-        raise GradcheckUsageError(
-            f"the outputs of {conv.target.forward_name} match no candidate network (pass --activation "
-            "and --output, "
-            "or check the forward pass)"
-        )
-    return ref
+@dataclasses.dataclass(frozen=True)
+class Comparisons:
+    """Per problem ({name: {canonical name: ...}}): the user's gradients, their comparisons with the
+    expected ones, shapes, dtypes and statuses; the results' findings, gathered over the problems."""
+
+    got: dict
+    cmp: dict
+    shapes: dict
+    dtypes: dict
+    status: dict
+    findings: list
 
 
-def _compared(conv, probs, runs, expected, rtol, keys):
-    """Per problem: canonical gradients, comparisons, shapes, dtypes, statuses; and the findings of
-    reading the results, gathered over the problems."""
+def _compare(conv, basis, keys):
+    """The Comparisons of the basis's results with its expected gradients."""
     got, cmp, shapes, dtypes, status, found = {}, {}, {}, {}, {}, {}
-    for p in reversed(probs):  # the largest first: its messages are kept (n, D, H, K all differ)
-        leaves, shapes[p.name], dtypes[p.name], status[p.name], found[p.name] = read_gradients(
-            runs[p.name], conv, p, expected[p.name]
-        )
-        found[p.name] = found[p.name] + runs[p.name].notes
+    for p in reversed(basis.problems):  # the largest first: its messages are kept (n, D, H, K all differ)
+        r, expected = basis.results[p.name], basis.expected[p.name]
+        got[p.name], shapes[p.name], dtypes[p.name] = dict(r.grads), r.shapes, r.dtypes
+        status[p.name] = dict(r.status)  # the rules may reclassify (saturated): the Result stays as read
+        found[p.name] = r.findings_against(conv, p, expected)
         with np.errstate(all="ignore"):
             cmp[p.name] = {
-                k: None if leaves[k] is None else compare.compare(leaves[k], expected[p.name][k], rtol)
+                k: None if r.grads[k] is None else compare.compare(r.grads[k], expected[k], basis.rtol)
                 for k in keys
             }
-        got[p.name] = leaves
-    return got, cmp, shapes, dtypes, status, diagnose.gather(found)
+    return Comparisons(got, cmp, shapes, dtypes, status, diagnose.gather(found))
 
 
-def _diagnoses(ctx):
-    """The Report's error and note diagnoses: the results' findings merged, then the rules'."""
+def _diagnoses(basis, compared, labels, skipped):
+    """(every Diagnosis: the errors, then the notes; the statuses as the rules leave them)."""
+    ref = basis.ref
+    ctx = rules.Context(
+        basis.problems,
+        basis.expected,
+        compared.got,
+        compared.cmp,
+        ref.net,
+        labels,
+        compared.status,
+        compared.dtypes,
+        compared.findings,
+    )
     found = rules.run(ctx)
     errors, notes = diagnose.merge_findings(ctx.findings, [p.name for p in ctx.problems], ctx.labels)
     errors += [Diagnosis(f.code, f.message, f.params) for f in found]
-    return errors, notes
-
-
-def _report(conv, probs, runs, ref, expected, hints, seed, soft, skipped, layout):
-    labels = {
-        s.canon: s.label for s in sorted(layout.slots, key=lambda s: (int(s.canon[1:]), s.canon[0] == "b"))
-    }
-    keys = list(labels)
-    rtol = RTOL if ref.nets is not None else USER_FD_RTOL
-    got, cmp, shapes, dtypes, status, findings = _compared(conv, probs, runs, expected, rtol, keys)
-    ctx = rules.Context(probs, expected, got, cmp, ref.net, labels, status, dtypes, findings)
-    errors, notes = _diagnoses(ctx)
-    status = ctx.status  # where only the saturated units overflow, "saturated"
-    check = reference_check(ref, probs, expected, conv)
-    if not check["ok"]:
-        errors.append(
-            Diagnosis(
-                "reference",
-                f"the reference ({check['what']}) disagrees with {check['method']} on "
-                f"{check['problem']} (max rel err {check['max_rel_err']:.1e}): a bug in mlpnn_jax, "
-                "please report it"
-                if ref.nets is not None
-                else f"your loss is not smooth enough here for finite differences (steps {FD_STEP:g} "
-                f"and {10 * FD_STEP:g} disagree by {check['max_rel_err']:.1e}): pass "
-                "--activation/--output/--loss so that a reference network can be used",
-            )
-        )
+    errors += _self_check_errors(basis)
     extra = [Diagnosis("l2_note", ref.note, (), "note")] if ref.note else []
     if skipped:
         extra.append(Diagnosis("skipped", "not loaded from your file: " + "; ".join(skipped), (), "note"))
+    return tuple(errors + extra + diagnose.note_diagnoses(notes, labels)), ctx.status
+
+
+def _self_check_errors(basis):
+    """The error where the reference disagrees with differences (its own check), else none."""
+    check = basis.self_check
+    if check["ok"]:
+        return []
+    if basis.ref.nets is not None:
+        message = (
+            f"the reference ({check['what']}) disagrees with {check['method']} on {check['problem']} "
+            f"(max rel err {check['max_rel_err']:.1e}): a bug in mlpnn_jax, please report it"
+        )
+    else:
+        message = (
+            f"your loss is not smooth enough here for finite differences (steps {FD_STEP:g} and "
+            f"{10 * FD_STEP:g} disagree by {check['max_rel_err']:.1e}): pass --activation/--output/--loss "
+            "so that a reference network can be used"
+        )
+    return [Diagnosis("reference", message)]
+
+
+def _param_checks(layout, probs, compared, status, labels):
+    """{label: ParamCheck} in layer order."""
     by_slot = {s.canon: s for s in layout.slots}
     checks = {}
-    for k in keys:
-        pc = compare.param_check(k, probs, cmp, shapes, dtypes, status, by_slot[k])
-        checks[labels[k]] = dataclasses.replace(pc, name=labels[k])
-    net = ref.net
+    for k, label in labels.items():
+        pc = compare.param_check(k, probs, compared.cmp, compared.shapes, compared.dtypes, status, by_slot[k])
+        checks[label] = dataclasses.replace(pc, name=label)
+    return checks
+
+
+def _report(conv, basis, hints, seed, soft, checks, diagnoses):
+    ref = basis.ref
     return Report(
         function=conv.target.name,
-        loss=net.loss if net is not None else (hints.loss or "your own"),
+        loss=ref.net.loss if ref.net is not None else (hints.loss or "your own"),
         options=dict(hints.options),
         soft_targets=soft,
         seed=seed,
-        problems=tuple(p.describe() for p in probs),
+        problems=tuple(p.describe() for p in basis.problems),
         params=checks,
-        diagnoses=tuple(errors + extra + diagnose.note_diagnoses(notes, labels)),
-        reference_check=check,
-        inferred=_sentences(conv, probs, ref),
-        network=_network(ref, layout),
+        diagnoses=diagnoses,
+        reference_check=basis.self_check,
+        inferred=_sentences(conv, basis.problems, ref),
+        network=_network(ref, conv.layout),
         convention=_convention_json(conv, ref),
     )
 

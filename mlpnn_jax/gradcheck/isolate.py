@@ -170,7 +170,7 @@ def child_main(request_path, result_path, parent, pipe_fd, memory):
     try:
         outcome = run_file(req)
     except BaseException as e:
-        from mlpnn_jax.gradcheck.probe import user_traceback
+        from mlpnn_jax.gradcheck.errors import user_traceback
 
         outcome = Outcome(
             2,

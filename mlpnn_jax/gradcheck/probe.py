@@ -10,83 +10,12 @@ most plausible one's exception is the error.
 from __future__ import annotations
 
 import dataclasses
-import linecache
-import sysconfig
-import traceback
-from pathlib import Path
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, discover, layouts, models, problems, runner, source
-
-_HERE = Path(__file__).resolve().parent
-_LIBRARIES = tuple(sorted({sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
-
-
-class GradcheckUsageError(ValueError):
-    """The check could not run: a bad argument, or the user's code raised.
-
-    ``formatted_traceback`` holds the user's traceback (a str) when their code raised, else None.
-    """
-
-    def __init__(self, message, formatted_traceback=None):
-        super().__init__(message)
-        self.formatted_traceback = formatted_traceback
-
-
-def user_traceback(exc):
-    """The traceback from the first frame outside the checker."""
-    tb = exc.__traceback__
-    while tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().parent == _HERE:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-def user_line(exc):
-    """'net.py, line 12: `Z = X @ W + b`' for the innermost frame of the user's code that raised, or ''."""
-    tb, line = exc.__traceback__, ""
-    while tb is not None:
-        filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
-        path = Path(filename).resolve()
-        if path.parent != _HERE and not str(path).startswith(_LIBRARIES):
-            code = linecache.getline(filename, lineno).strip()
-            line = source.where(filename, lineno) + (f": `{code}`" if code else "")
-        tb = tb.tb_next
-    return line
-
-
-def usage_error(conv, problem, exc):
-    if isinstance(exc, runner.Unsupplied):  # the checker's limit, not the user's code raising
-        return GradcheckUsageError(str(exc))
-    args = ", ".join(conv.call.names)
-    where = f"problem {problem.name}: n={problem.n}, " + ", ".join(
-        f"{k}={v}" for k, v in problem.describe().items() if k in ("D", "H", "K") or k.startswith("H")
-    )
-    line = user_line(exc)
-    at = f" at {line}" if line else ""
-    return GradcheckUsageError(
-        f"{conv.target.name}({args}) raised {type(exc).__name__}: {str(exc).strip()}{at} (on {where})"
-        + _fixed_sizes(conv, problem.sizes),
-        user_traceback(exc),
-    )
-
-
-def _fixed_sizes(conv, sizes):
-    """Why a method may fail on the checker's problems: its constructor makes arrays of its own sizes."""
-    if conv.make_self is None:
-        return ""
-    try:
-        made = conv.make_self(sizes)
-    except Exception:  # the user's constructor: it built for the probe's sizes, not for these
-        return ""
-    arrays = [f"{layouts.label(path)} {arr.shape}" for path, arr in layouts.leaves(made)]
-    if not arrays:
-        return ""
-    return (
-        f"; {discover.signature(type(made))} makes arrays of its own sizes [{', '.join(arrays)}] that the "
-        f"checker's layer sizes {list(sizes)} do not change (fixed sizes are not supported yet): pass "
-        f"--init FUNCTION, a function of yours that takes the layer sizes and returns a {type(made).__name__}"
-    )
+from mlpnn_jax.gradcheck import compare, conventions, discover, models, problems, runner
+from mlpnn_jax.gradcheck.errors import GradcheckUsageError, usage_error
+from mlpnn_jax.gradcheck.result import USABLE
 
 
 @dataclasses.dataclass
@@ -138,14 +67,14 @@ def _distance(screen, leaves):
         )
 
 
-def _score(screen, out, conv, preferred):
-    """(fits, outputs fit, right shapes, in the preferred mode, -distance): the best is the largest."""
-    leaves, _, _, status, _ = runner.read_gradients(out, conv, screen.problem)
-    if _fits(screen, leaves, runner.mean_loss(out)):
-        return (1, 1, len(status), 1, 0.0)
-    shapes = sum(s in ("ok", "dtype") for s in status.values())
-    dist = _distance(screen, leaves)
-    outputs = int(_outputs_fit(screen, runner.mean_outputs(out)))
+def _score(screen, res, conv, preferred):
+    """(fits, outputs fit, right shapes, in the preferred mode, -distance) for the Result ``res`` on
+    the probe problem: the best is the largest."""
+    if _fits(screen, res.grads, res.loss):
+        return (1, 1, len(res.status), 1, 0.0)
+    shapes = sum(s in USABLE for s in res.status.values())
+    dist = _distance(screen, res.grads)
+    outputs = int(_outputs_fit(screen, res.outputs))
     return (
         0,
         outputs,
@@ -217,13 +146,13 @@ def find(target, layouts, cands, soft, strict_first=False, binary=False):
             if settled and conv.call.per_example != preferred:
                 break  # the preferred mode runs with the right shapes: the other would hide batch bugs
             try:
-                out = runner.invoke(conv, screen.problem)
+                res = conv.run(screen.problem)
             except (Exception, SystemExit) as e:  # a convention that does not fit: the next one
                 first_error = first_error or (conv, e)
                 continue
             if strict:
                 return conv
-            score = _score(screen, out, conv, preferred)
+            score = _score(screen, res, conv, preferred)
             if score[0]:
                 return conv
             settled = settled or (conv.call.per_example == preferred and score[2] == len(layout.slots))

@@ -1,10 +1,10 @@
 """The rule table: every code a check can report, what it means, and what finds it, in the order run.
 
 A ``Rule``'s ``stage`` says where its code comes from: "result" (reading what the code returned:
-``runner.read_gradients`` and ``compare``, then the saturation and float32 rules here), "pattern" (a
+``result.parse`` and ``compare``, then the saturation and float32 rules here), "pattern" (a
 finder in ``patterns``, run on the still unexplained wrong parameters, needing the reference network
 unless ``needs_net`` is False), "summary" (what the patterns left: the layers, the batch, a plain
-mismatch), "reference" (the reference's own check, in ``check``) and "note" (never fails the check).
+mismatch), "reference" (the reference's own check, in ``reference``) and "note" (never fails the check).
 Rules without a ``find`` are emitted by the one ``found_by`` names. ``run`` applies the table.
 """
 
@@ -252,7 +252,7 @@ def _layer_message(ctx, failing, unexplained):
     return None if implied is None else f"{head}: " + implied.format(**ctx.labels)
 
 
-_READ = "runner.read_gradients"
+_READ = "result.parse"
 RULES = (
     # the result's structure
     Rule(
@@ -330,7 +330,7 @@ RULES = (
         "reference",
         "the reference failed its finite-difference check (a bug in the checker)",
         "reference",
-        found_by="check.reference_check",
+        found_by="reference.self_check",
     ),
     # notes (never fail the check)
     Rule("skipped", "parts of the file the checker did not load (note)", "note", found_by="check"),
@@ -338,7 +338,7 @@ RULES = (
         "l2_note",
         "the gradient includes L2 regularisation, as the loss does (note)",
         "note",
-        found_by="identify",
+        found_by="reference.choose",
     ),
     Rule(
         "in_place",

@@ -1,17 +1,16 @@
-"""Running the user's code under a Convention, and reading its gradients back in canonical form."""
+"""Running the user's code under a Convention: the raw ``Calls`` of one run, which ``result.parse``
+reads (``Convention.run`` does both: the user's code in, one canonical ``result.Result`` out)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, layouts, models
+from mlpnn_jax.gradcheck import compare, conventions, layouts, models, result
 from mlpnn_jax.gradcheck.report import Finding
 
 RATE = 1.0  # the learning rate the checker passes (or sets): an in-place update is - RATE * gradient
-_PREFIXES = ("grad_", "grad", "nabla_", "delta_", "d_", "d", "g_", "g")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +52,29 @@ class Convention:
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
         return text + "; " + self.layout.describe(problem.sizes)
 
+    def run(self, problem):
+        """The user's code run on the problem and its return value parsed: a ``result.Result``.
+        The user's exceptions propagate."""
+        return result.parse(invoke(self, problem), self, problem)
+
 
 @dataclasses.dataclass
-class Outcome:
-    """What one run on a problem gave: the raw gradients per call, losses, outputs, notes."""
+class Calls:
+    """The raw record of one run on a problem, per call of the user's code (one, or one per example):
+    what it returned as gradients, its loss and outputs (None where not exposed); and the run's notes."""
 
-    results: list
+    returned: list
     losses: list
     outputs: list
     notes: list
+
+    def mean_loss(self):
+        """The loss averaged over the calls, or None where a call exposes none."""
+        return None if any(v is None for v in self.losses) else float(np.mean(self.losses))
+
+    def all_outputs(self):
+        """The calls' outputs stacked ((n, K)), or None where a call exposes none."""
+        return None if any(o is None for o in self.outputs) else np.concatenate(self.outputs, axis=0)
 
 
 def _args(call, roles_values, conv=None, obj=None):
@@ -79,10 +92,6 @@ _IN_PLACE = (
 
 class Unsupplied(ValueError):
     """An argument the checker cannot make (the upstream gradient of an output it does not know)."""
-
-
-class Updated(dict):
-    """Gradients read off an in-place update: (params before - after) / learning rate."""
 
 
 def _set_rates(obj):
@@ -105,7 +114,7 @@ def _set_global_rates(fn):
 
 def _updated(conv, obj, params):
     """The gradients of a call that updated the params in place (W -= RATE * dW), or None."""
-    grads = Updated()
+    grads = result.Updated()
     for slot in conv.layout.slots:
         before = slot.to_user(params[slot.canon])
         try:
@@ -119,8 +128,8 @@ def _updated(conv, obj, params):
 
 
 def _call_once(conv, params, x, y, sizes, canon):
-    """One call of the user's code: (result, forward's result, params object, warnings). ``canon`` is
-    (X rows, one-hot T rows) of what x and y hold, for an upstream gradient."""
+    """One call of the user's code: (its raw return value, the forward's, the params object, warnings).
+    ``canon`` is (X rows, one-hot T rows) of what x and y hold, for an upstream gradient."""
     obj = conv.layout.build(params, sizes)
     t = conv.target
     lead = [obj if conv.make_self is None else conv.make_self(sizes)] if t.is_method() else []
@@ -137,8 +146,8 @@ def _call_once(conv, params, x, y, sizes, canon):
         spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
         for j, i in enumerate(spots):
             args[i] = _item(fwd, j)
-    result, caught = conventions.quiet_call(t.fn, *lead, *args)
-    returned = conventions.split_result(result)[1]
+    raw, caught = conventions.quiet_call(t.fn, *lead, *args)
+    returned = conventions.split_result(raw)[1]
     if returned is None or isinstance(returned, np.ndarray):  # nothing, or the input's gradient
         grads = _updated(conv, obj, params)
         if grads is not None and not (rated or "R" in conv.call.roles):
@@ -147,9 +156,9 @@ def _call_once(conv, params, x, y, sizes, canon):
                 f"the checker cannot set (name it lr or learning_rate, as an argument or attribute)"
             )
         if grads is not None:
-            loss = conventions.split_result(result)[0]
-            result = grads if loss is None else (loss, grads)
-    return result, fwd, obj, caught
+            loss = conventions.split_result(raw)[0]
+            raw = grads if loss is None else (loss, grads)
+    return raw, fwd, obj, caught
 
 
 def upstream(conv, fwd, params, X, T):
@@ -182,20 +191,20 @@ def upstream(conv, fwd, params, X, T):
     )
 
 
-def _item(result, index):
-    if not isinstance(result, tuple | list) or len(result) <= index:
+def _item(raw, index):
+    if not isinstance(raw, tuple | list) or len(raw) <= index:
         raise TypeError(
-            f"the forward pass returned {compare.describe_value(result)}, not a tuple with item {index}"
+            f"the forward pass returned {compare.describe_value(raw)}, not a tuple with item {index}"
         )
-    return result[index]
+    return raw[index]
 
 
 def invoke(conv, problem, params=None):
-    """Run the user's code on the problem (its params, or ``params``); user exceptions propagate."""
+    """The Calls of the user's code on the problem (its params, or ``params``); user exceptions propagate."""
     params = problem.params if params is None else params
     K, c = problem.K, conv.call
     X = conventions.x_value(c, problem.X) if not c.per_example else problem.X
-    out = Outcome([], [], [], [])
+    out = Calls([], [], [], [])
     items = [(problem.X[i], i) for i in range(problem.n)] if c.per_example else [(None, None)]
     for xi, i in items:
         x = conventions.x_value(c, xi) if c.per_example else X.copy()
@@ -203,12 +212,12 @@ def invoke(conv, problem, params=None):
         x0, y0 = np.copy(x), np.copy(y)
         rows = slice(None) if i is None else slice(i, i + 1)
         canon = (problem.X[rows], models.targets(problem.Y, K)[rows])
-        result, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes, canon)
-        loss, grads = conventions.split_result(result)
+        raw, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes, canon)
+        loss, grads = conventions.split_result(raw)
         loss = _forward_loss(fwd) if loss is None else loss
-        if isinstance(grads, Updated):
+        if isinstance(grads, result.Updated):
             out.notes.append(Finding("in_place", _IN_PLACE, level="note"))
-        out.results.append(grads)
+        out.returned.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
         out.outputs.append(
@@ -263,177 +272,3 @@ def _mutations(conv, obj, params, sizes, *data):
         "unaffected, but in a training loop this silently changes the caller's arrays"
     )
     return [Finding("mutation", message, level="note")]
-
-
-def mean_loss(outcome):
-    losses = outcome.losses
-    return None if any(v is None for v in losses) else float(np.mean(losses))
-
-
-def mean_outputs(outcome):
-    outs = outcome.outputs
-    return None if any(o is None for o in outs) else np.concatenate(outs, axis=0)
-
-
-# ------------------------------------------------------------------------- reading the gradients
-
-
-def slot_values(grads, conv, sizes):
-    """({label: value} for the gradients found, findings) from the returned gradients."""
-    layout, labels = conv.layout, [s.label for s in conv.layout.slots]
-    want = "a dict with keys " + ", ".join(labels)
-    if isinstance(grads, Updated):
-        return dict(grads), []
-    if isinstance(grads, Mapping):
-        if layout.kind not in ("dict", "attributes") and not conv.strict_keys:
-            return {}, [
-                Finding("type", f"returned {compare.describe_value(grads)} where a list of gradients belongs")
-            ]
-        return _by_key(grads, conv)
-    if layout.kind == "dict" and (conv.strict_keys or not isinstance(grads, list | tuple)):
-        hint = " (a missing `return`?)" if grads is None else ""
-        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {want}")]
-    if not isinstance(grads, list | tuple):
-        hint = " (a missing `return`?)" if grads is None else ""
-        what = f"{len(labels)} gradients ({', '.join(labels)})"
-        return {}, [Finding("type", f"returned {compare.describe_value(grads)}{hint} instead of {what}")]
-    return _by_position(grads, conv, sizes)
-
-
-def _key_for(key, labels, strict):
-    s = str(key)
-    if s in labels:
-        return s
-    if strict:
-        return None
-    for prefix in _PREFIXES:
-        if s.lower().startswith(prefix) and s[len(prefix) :] in labels:
-            return s[len(prefix) :]
-    return next((lab for lab in labels if lab.lower() == s.lower().lstrip("d")), None)
-
-
-def _by_key(grads, conv):
-    slots = conv.layout.slots
-    names = {s.label: (str(s.path[-1][1]) if s.path[-1][0] in ("key", "attr") else s.label) for s in slots}
-    inverse = {v: k for k, v in names.items()}
-    try:
-        keys = list(grads.keys())
-    except Exception as e:
-        return {}, [Finding("type", f"could not read the returned mapping's keys: {e!r}")]
-    found, extra = {}, []
-    for k in keys:
-        hit = _key_for(k, list(inverse), conv.strict_keys)
-        if hit is None or inverse[hit] in found:
-            extra.append(k)
-        else:
-            found[inverse[hit]] = grads[k]
-    missing = [lab for lab in names if lab not in found]
-    findings = _key_findings(missing, extra, keys, list(names))
-    if not conv.strict_keys and not missing:  # e.g. dA1, dZ2 returned alongside: not an error here
-        also = f"also returned {', '.join(repr(k) for k in extra)}: not parameters, ignored"
-        findings = [
-            Finding("extra_key", also, level="note") if f.code == "extra_key" else f for f in findings
-        ]
-    return found, findings
-
-
-def _key_findings(missing, extra, keys, names):
-    findings = []
-    hints = {repr(k): _key_for(k, names, strict=False) for k in extra}
-    renames = [f"{k} for {h!r}" for k, h in hints.items() if h in missing]
-    if missing:
-        returned = ", ".join(repr(k) for k in keys) or "none"
-        msg = f"no gradient for {', '.join(missing)} (keys returned: {returned})"
-        if renames:
-            msg += f"; name the keys as params names them: {', '.join(renames)}?"
-        findings.append(Finding("missing_key", msg, tuple(missing)))
-    if extra:
-        unexpected = ", ".join(repr(k) for k in extra)
-        msg = f"unexpected key(s) {unexpected}: the result should have exactly {', '.join(names)}"
-        if renames:
-            msg += f" ({', '.join(renames)}?)"
-        findings.append(Finding("extra_key", msg))
-    return findings
-
-
-def _flatten(obj):
-    if isinstance(obj, list | tuple) and not (obj and all(isinstance(v, int | float) for v in obj)):
-        return [leaf for v in obj for leaf in _flatten(v)]
-    return [obj]
-
-
-def _by_position(grads, conv, sizes):
-    slots = conv.layout.slots
-    flat = _flatten(grads)
-    if len(flat) != len(slots):
-        what = f"{len(slots)} gradients ({', '.join(s.label for s in slots)})"
-        return {}, [Finding("type", f"returned {len(flat)} values where {what} belong")]
-    order = list(range(len(slots)))
-    shapes = [getattr(v, "shape", None) for v in flat]
-    by_shape = {}
-    for j, shape in enumerate(shapes):
-        for i, s in enumerate(slots):
-            if shape is not None and shape == tuple(s.user_shape(sizes)) and i not in by_shape.values():
-                by_shape[j] = i
-                break
-    if len(by_shape) == len(slots) and any(by_shape[j] != j for j in by_shape):
-        order = [by_shape[j] for j in range(len(flat))]
-    return {slots[i].label: flat[j] for j, i in enumerate(order)}, []
-
-
-def read_gradients(outcome, conv, problem, expected=None):
-    """The gradients in canonical form ({canonical name: float64 array or None}), averaged over the
-    calls when the function is called per example, with per-slot shapes, dtypes, statuses, findings."""
-    slots = conv.layout.slots
-    sums = {s.canon: None for s in slots}
-    shapes, dtypes = dict.fromkeys(sums), dict.fromkeys(sums)
-    status = dict.fromkeys(sums, "ok")
-    findings = []
-    for grads in outcome.results:
-        found, problems = slot_values(grads, conv, problem.sizes)
-        findings += [f for f in problems if f not in findings]
-        for s in slots:
-            if status[s.canon] not in ("ok", "dtype"):
-                continue
-            if s.label not in found:
-                status[s.canon] = "missing" if any(f.code == "missing_key" for f in problems) else "type"
-                continue
-            arr, code, notes, shape, dtype = _leaf(s, found[s.label], problem, expected)
-            findings += [f for f in notes if f not in findings]
-            if shape is not None:
-                shapes[s.canon], dtypes[s.canon] = shape, dtype
-            if arr is None:
-                status[s.canon] = code
-                continue
-            if code == "dtype":
-                status[s.canon] = "dtype"
-            sums[s.canon] = arr if sums[s.canon] is None else sums[s.canon] + arr
-    count = len(outcome.results)
-    leaves = {
-        k: (None if status[k] not in ("ok", "dtype") or v is None else v / count) for k, v in sums.items()
-    }
-    return leaves, shapes, dtypes, status, findings
-
-
-def _leaf(slot, value, problem, expected=None):
-    """(canonical float64 array or None, status, findings) for one returned gradient."""
-    arr, notes = compare.as_array(slot.label, value)
-    if arr is None:
-        return None, "type", notes, None, None
-    shape, dtype = tuple(arr.shape), str(arr.dtype)
-    expected_shape = tuple(slot.user_shape(problem.sizes))
-    if arr.shape != expected_shape:
-        role = "first" if slot.canon == "W1" else "last" if slot.is_weight else None
-        if role == "last" and slot.canon != f"W{len(problem.sizes) - 1}":
-            role = None
-        ref = slot.to_user((expected or problem.params)[slot.canon])
-        if expected is None:
-            ref = np.full(ref.shape, np.nan)  # the shape only: no value hints before the reference is known
-        code, msg = compare.shape_finding(slot.label, arr, problem, ref, role)
-        return None, code, [*notes, Finding(code, msg, (slot.label,))], shape, dtype
-    arr64 = arr.astype(np.float64)
-    bad = compare.nonfinite(slot.label, arr64)
-    if bad is not None:
-        return None, "nonfinite", [*notes, bad], shape, dtype
-    code = "dtype" if arr.dtype.kind == "f" and arr.dtype.itemsize < 8 else "ok"
-    return slot.to_canon(arr64), code, notes, shape, dtype

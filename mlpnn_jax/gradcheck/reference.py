@@ -1,0 +1,302 @@
+"""The reference the user's gradients are judged against: which network the code computes (``choose``),
+on problems drawn for it, with its expected gradients and its own check (``build``: a ``Basis``).
+
+Where the code exposes its loss (returned with the gradients) the candidates are the networks whose
+loss agrees with it on every test problem (an L2 term is fitted: a lambda consistent across problems,
+or proportional to 1/n); where it exposes its outputs (``--forward``), those whose outputs agree.
+Among them, one whose gradients the user's match is the reference (the code is right); otherwise the
+first (the flags', or the notebook's, network first). Where nothing is exposed the candidates are the
+networks the flags allow, and a gradient that differs from one by exactly c W is L2 regularisation.
+Where the loss is exposed but no candidate computes it, the reference is finite differences of the
+user's own loss.
+
+The user's code is run once per problem and its results parsed once (``Convention.run``); the
+expected gradients are those the problems were conditioned with, computed again only for another net
+(an L2 term, or a net the redrawn problems' results chose).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mlpnn_jax.gradcheck import compare, models
+from mlpnn_jax.gradcheck.errors import GradcheckUsageError, usage_error
+from mlpnn_jax.gradcheck.problems import FD_PROBLEM
+from mlpnn_jax.gradcheck.problems import make as draw
+from mlpnn_jax.gradcheck.report import RTOL
+from mlpnn_jax.gradcheck.runner import invoke
+
+LOSS_RTOL = 1e-9  # two float64 evaluations of the same loss agree to rounding (~1e-15 relative)
+OUTPUT_RTOL = 1e-8
+FD_STEP = 1e-6  # centred differences: truncation ~ h^2 f''' ~ 1e-12, roundoff ~ u |f| / h ~ 1e-10
+FD_RTOL, FD_ATOL = 1e-6, 1e-9  # the reference's own check, as tests/test_gradients.py
+USER_FD_RTOL = 1e-5  # a user's loss differentiated numerically: a looser rule for the gradients
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The reference: a net per problem (None: finite differences of the user's loss), and why."""
+
+    nets: dict  # problem name -> models.Net, or None
+    how: str
+    matched: bool  # the user's gradients already matched it (numpy screening)
+    exposed: str  # "loss", "outputs" or "nothing"
+    note: str = ""
+
+    @property
+    def net(self):
+        return None if self.nets is None else next(iter(self.nets.values()))
+
+
+def _sumsq(params):
+    return sum(float((v**2).sum()) for k, v in params.items() if k[0] == "W")
+
+
+def loss_lambdas(net, problems, losses):
+    """{problem: lambda} making net's loss equal the user's on every problem, or None."""
+    lams = {}
+    for p in problems:
+        mine = models.loss_value(net, p.params, p.X, p.Y)
+        diff = losses[p.name] - mine
+        if abs(diff) <= LOSS_RTOL * max(1.0, abs(mine)):
+            lams[p.name] = 0.0
+        else:
+            lams[p.name] = 2 * diff / _sumsq(p.params)
+    values = list(lams.values())
+    if all(v == 0.0 for v in values):
+        return lams
+    if any(v <= 0 for v in values):
+        return None
+    same = all(abs(v - values[0]) <= 1e-6 * values[0] for v in values)
+    scaled = [lams[p.name] * p.n for p in problems]
+    per_n = all(abs(v - scaled[0]) <= 1e-6 * scaled[0] for v in scaled)
+    return lams if same or per_n else None
+
+
+def outputs_match(net, problems, outputs):
+    for p in problems:
+        o = outputs[p.name]
+        if p.regime == "saturated" and not np.isfinite(o).all():
+            continue
+        probs = models.outputs(net, p.params, p.X)
+        logits = models.forward(net, p.params, p.X)[0][-1]
+        if not any(o.shape == r.shape and compare.matches(o, r, OUTPUT_RTOL) for r in (probs, logits)):
+            return False
+    return True
+
+
+def grads_l2(net, problems, got):
+    """{problem: c} with got = backprop(net) + c W on weights (c may be 0), or None."""
+    cs = {}
+    for p in problems:
+        g = got[p.name]
+        if any(v is None for v in g.values()):
+            if p.regime == "saturated":
+                continue  # the user's arithmetic may overflow there (a note, not a verdict)
+            return None
+        c = compare.fit_l2(g, models.backprop(net, p.params, p.X, p.Y), p.params)
+        if c is None:
+            return None
+        cs[p.name] = c
+    return cs
+
+
+def _with_l2(net, lams):
+    return {name: dataclasses.replace(net, l2=float(lam)) for name, lam in lams.items()}
+
+
+def choose(problems, results, cands):
+    """The Reference for the user's results ({problem name: result.Result}), or None where the
+    outputs are exposed and match no candidate."""
+    got = {p.name: results[p.name].grads for p in problems}
+    losses = {p.name: results[p.name].loss for p in problems}
+    outputs = {p.name: results[p.name].outputs for p in problems}
+    losses = None if any(v is None for v in losses.values()) else losses
+    outputs = None if any(v is None for v in outputs.values()) else outputs
+    with np.errstate(all="ignore"):
+        if losses is not None:
+            return _by_loss(problems, got, losses, cands)
+        if outputs is not None:
+            keep = [c for c in cands if outputs_match(c, problems, outputs)]
+            if not keep:
+                return None
+            return _pick(problems, got, keep, "outputs", "its forward pass's outputs match")
+        keep = [c for c in cands if c.reduction == "mean"] or cands
+        return _pick(problems, got, keep, "nothing", "neither its loss nor its outputs are exposed: assumed")
+
+
+def _by_loss(problems, got, losses, cands):
+    how, keep = "its loss matches", _loss_matches(problems, problems, losses, cands)
+    if not keep:  # a loss clipped where the softmax saturates (log(max(p, eps))) still names its network
+        small = [p for p in problems if p.regime == "small"]
+        keep = _loss_matches(small, problems, losses, cands)
+        how = (
+            "its loss matches on the unsaturated problems (not on the saturated one: clipped probabilities?)"
+        )
+    if not keep:
+        return Reference(None, "its loss matches no candidate network", False, "loss")
+    for nets in keep:
+        if all(grads_l2(nets[p.name], [p], got) in ({p.name: 0.0}, {}) for p in problems):
+            return Reference(nets, how, True, "loss")
+    return Reference(keep[0], how, False, "loss")
+
+
+def _loss_matches(matched, problems, losses, cands):
+    """{problem: net with its lambda} for each candidate whose loss equals the user's on ``matched``
+    (lambda carried to the other problems: the same, or the same times n)."""
+    keep = []
+    for c in cands:
+        lams = loss_lambdas(c, matched, losses)
+        if lams is None:
+            continue
+        values = list(lams.values())
+        same = all(abs(v - values[0]) <= 1e-6 * abs(values[0]) for v in values)
+        ref = matched[0]
+        for p in problems:
+            if p.name not in lams:
+                lams[p.name] = values[0] if same else lams[ref.name] * ref.n / p.n
+        keep.append(_with_l2(c, lams))
+    return keep
+
+
+def _pick(problems, got, keep, exposed, how):
+    for c in keep:
+        cs = grads_l2(c, problems, got)
+        if cs is None:
+            continue
+        if all(v == 0.0 for v in cs.values()):
+            return Reference(dict.fromkeys([p.name for p in problems], c), how, True, exposed)
+        if exposed in ("nothing", "outputs"):
+            lam = sorted({f"{v:.6g}" for v in cs.values()})
+            note = f"the gradients include L2 regularisation with lambda = {' / '.join(lam)} (its loss "
+            note += "is not exposed to confirm it)"
+            return Reference(_with_l2(c, cs), how, True, exposed, note)
+    return Reference(dict.fromkeys([p.name for p in problems], keep[0]), how, False, exposed)
+
+
+# ------------------------------------------------------------ the Basis: problems, results, expected
+
+
+@dataclasses.dataclass(frozen=True)
+class Basis:
+    """What the user's results are judged against, and the results themselves.
+
+    ``problems``: the test problems (the saturated one left out where the reference is finite
+    differences); ``results``: {problem name: result.Result}, each parsed once; ``ref``: the
+    Reference; ``expected``: {problem name: {canonical name: float64 array}}; ``self_check``: the
+    reference checked against differences (a dict, as the Report's ``reference_check``).
+    """
+
+    problems: list
+    results: dict
+    ref: Reference
+    expected: dict
+    self_check: dict
+
+    @property
+    def rtol(self):
+        """The comparisons' relative tolerance: jax.grad's, or finite differences' (looser)."""
+        return RTOL if self.ref.nets is not None else USER_FD_RTOL
+
+
+def build(conv, seed, cands, soft, binary=False):
+    """The Basis for the user's code run under ``conv``: the problems drawn (again for the reference
+    network, where two float64 references disagree), the results, the Reference, its gradients."""
+    L, bias = conv.layout.num_layers, conv.layout.bias
+    probs, _ = draw(seed, L, bias, cands[0], soft, condition=False, binary=binary)
+    results = run_all(conv, probs)
+    ref, conditioned = _chosen(conv, probs, results, cands), None
+    if ref.nets is not None:
+        net = dataclasses.replace(ref.net, l2=0.0)
+        again, drawn = draw(seed, L, bias, net, soft, binary=binary)
+        conditioned = (net, drawn)
+        if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
+            probs, results = again, run_all(conv, again)
+            ref = _chosen(conv, probs, results, cands)
+    if ref.nets is None:  # differences of the user's own loss: where units saturate it may be log(0)
+        probs = [p for p in probs if p.regime != "saturated"]
+        expected = {p.name: fd_user(conv, p, FD_STEP) for p in probs}
+    else:
+        expected = {p.name: _expected(ref.nets[p.name], p, conditioned) for p in probs}
+    results = {p.name: results[p.name] for p in probs}
+    return Basis(probs, results, ref, expected, self_check(ref, probs, expected, conv))
+
+
+def run_all(conv, probs):
+    """{problem name: result.Result} of the user's code on each problem; its exceptions, one line."""
+    results = {}
+    for p in reversed(probs):  # the largest first, as the old checker did (its errors are the clearest)
+        try:
+            results[p.name] = conv.run(p)
+        except (Exception, SystemExit) as e:
+            raise usage_error(conv, p, e) from e
+    return results
+
+
+def _chosen(conv, probs, results, cands):
+    ref = choose(probs, results, cands)
+    if ref is None:
+        raise GradcheckUsageError(
+            f"the outputs of {conv.target.forward_name} match no candidate network (pass --activation "
+            "and --output, or check the forward pass)"
+        )
+    return ref
+
+
+def _expected(net, p, conditioned):
+    """jax.grad of net's loss on p: the gradients the problems were conditioned with, where the net is
+    the one they were drawn for (the same program on the same arrays), else computed for it."""
+    if conditioned is not None and conditioned[0] == net:
+        return conditioned[1][p.name]
+    return models.gradients(net, p.params, p.X, p.Y)
+
+
+def central_diff(loss, params, h):
+    """{k: d loss / d params[k]} by centred differences with step h, entry by entry (float64)."""
+    out = {}
+    for k, v in params.items():
+        g = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            plus, minus = v.copy(), v.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            g[idx] = (loss({**params, k: plus}) - loss({**params, k: minus})) / (2 * h)
+        out[k] = g
+    return out
+
+
+def fd_user(conv, p, h):
+    """Centred differences of the user's own loss (mean over per-example calls), float64. Only the
+    loss is read: the gradients these calls return are not parsed."""
+    return central_diff(lambda params: invoke(conv, p, params).mean_loss(), p.params, h)
+
+
+def self_check(ref, probs, expected, conv):
+    """The reference checked itself: jax.grad against differences of the numpy loss; or, for the
+    user's own loss, differences at two steps against each other."""
+    p = next(q for q in probs if q.name == FD_PROBLEM)
+    if ref.nets is None:
+        other = fd_user(conv, p, 10 * FD_STEP)
+        what, method = f"centred differences (step {FD_STEP:g}) of your loss", f"step {10 * FD_STEP:g}"
+    else:
+        net = ref.nets[p.name]
+        other = central_diff(lambda params: models.loss_value(net, params, p.X, p.Y), p.params, FD_STEP)
+        what = "jax.grad"
+        method = f"centred finite differences (step {FD_STEP:g}) of the numpy reference loss"
+    worst, ok = 0.0, True
+    for k, e in expected[p.name].items():
+        err = float(np.abs(other[k] - e).max())
+        scale = max(float(np.abs(e).max()), float(np.abs(other[k]).max()))
+        worst = max(worst, err / scale if scale > 0 else 0.0)
+        ok = ok and err <= FD_RTOL * float(np.abs(e).max()) + FD_ATOL * (100 if ref.nets is None else 1)
+    return {
+        "ok": bool(ok),
+        "problem": p.name,
+        "what": what,
+        "method": method,
+        "max_rel_err": worst,
+        "tolerance": FD_RTOL,
+        "rtol": USER_FD_RTOL if ref.nets is None else RTOL,
+    }
