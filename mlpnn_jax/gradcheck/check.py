@@ -141,14 +141,12 @@ def check_backprop(
     Returns:
         A ``Report``. Whatever ``fn`` returns is reported, never raised.
     Raises:
-        GradcheckUsageError: a bad argument; ``UserCodeError`` (a GradcheckUsageError) where the
-            user's code raised (with its traceback).
+        GradcheckUsageError: a bad argument; its UserCodeError where the user's code raised.
     """
     _validate(fn, loss, loss_options, seed, activation, output)
     options = tuple(sorted((k, float(v)) for k, v in loss_options.items()))
     hints, soft = Hints(loss, activation, output, l2, options), bool(soft_targets)
-    target = _target(fn, forward)
-    cands = hints.candidates()
+    target, cands = _target(fn, forward), hints.candidates()
     tried, strict = _layouts(target, params, source, forward_source)
     conv, basis = _adapted(target, tried, strict, cands, seed, soft)
     labels = _labels(conv.layout)
