@@ -15,13 +15,11 @@ import numpy as np
 
 from mlpnn_jax.gradcheck import compare, conventions, diagnose, layouts, models, problems, reference, rules
 from mlpnn_jax.gradcheck.errors import GradcheckUsageError, UserCodeError
-from mlpnn_jax.gradcheck.names import LOSS_NAMES
+from mlpnn_jax.gradcheck.names import LOSS_NAMES, LOSS_OPTIONS
 from mlpnn_jax.gradcheck.probe import find
 from mlpnn_jax.gradcheck.reference import FD_STEP
 from mlpnn_jax.gradcheck.report import Diagnosis, Report
 from mlpnn_jax.gradcheck.rules import CODES
-
-LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from mlpnn_jax import options
+from mlpnn_jax.gradcheck.names import LOSS_OPTIONS
 from mlpnn_jax.options import UsageError
 from mlpnn_jax.terminal import FAILED, progress, say
 
@@ -40,10 +41,8 @@ def run_gradcheck(
         if html is not None:
             _write_page(html, target, outcome)
         return _not_checked(outcome, as_json, out, err)
-    options = {
-        k: request.pop(k) for k in ("label_smoothing", "gamma", "margin") if request.get(k) is not None
-    }
-    request = {k: v for k, v in request.items() if k not in ("label_smoothing", "gamma", "margin")}
+    options = {k: request.pop(k) for k in LOSS_OPTIONS if request.get(k) is not None}
+    request = {k: v for k, v in request.items() if k not in LOSS_OPTIONS}
     req = Request(target=target, options=options, as_json=as_json or html is not None, **request)
     if isolate:
         outcome, chatter = run_isolated(req, timeout, memory_limit, cache=cache_dir())
@@ -118,9 +117,7 @@ def cmd_gradcheck(args, signals):
             raise UsageError(f"{name} must be positive; got {value:g}")
     keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
     request = {k: getattr(args, k) for k in keys}
-    loss_options = {
-        k: v for k in ("label_smoothing", "gamma", "margin") if (v := getattr(args, k)) is not None
-    }
+    loss_options = {k: v for k in LOSS_OPTIONS if (v := getattr(args, k)) is not None}
     bounds = {"timeout": args.timeout, "memory_limit": args.memory_limit}
     try:
         one = not classroom.is_class(args.target, args.summary)

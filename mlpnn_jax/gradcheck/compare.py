@@ -164,46 +164,41 @@ def _rounded(x):
     return float(f"{x:.3g}") if math.isfinite(x) else None
 
 
+_STATUS_ORDER = (
+    "missing",
+    "type",
+    "transposed",
+    "shape",
+    "nonfinite",
+    "mismatch",
+    "dtype",
+    "saturated",
+    "ok",
+)
+
+
 def param_check(name, problems, cmp, shapes, dtypes, status, slot):
     """The ParamCheck of one parameter from its per-problem comparisons; ``slot`` (a layouts.Slot) gives
     its shape and puts the per-entry errors in the user's layout."""
-    order = ["missing", "type", "transposed", "shape", "nonfinite", "mismatch", "dtype", "saturated", "ok"]
     per, worst_status, errs, worst, got_syms = [], "ok", [], None, []
     for p in problems:
         c, st, shape = cmp[p.name][name], status[p.name][name], shapes[p.name][name]
         if c is not None and not c["ok"] and st == "ok":
             st = "mismatch"
-        if order.index(st) < order.index(worst_status):
+        if _STATUS_ORDER.index(st) < _STATUS_ORDER.index(worst_status):
             worst_status = st
         if shape is not None:
             got_syms.append((p.n > 1, p.sym(shape)))
-        entry = {
-            "problem": p.name,
-            "status": st,
-            "expected_shape": list(slot.user_shape(p.sizes)),
-            "got_shape": None if shape is None else list(shape),
-            "dtype": dtypes[p.name][name],
-            "ok": False,
-        }
         if c is not None:
-            entry.update({k: c[k] for k in ("max_abs_err", "max_rel_err", "max_entry_rel_err")})
-            entry.update(worst_index=list(c["worst_index"]), ok=c["ok"] and st == "ok")
-            entry["entry_errors"] = np.vectorize(_rounded, otypes=[object])(
-                slot.to_user(c["entries"])
-            ).tolist()
             if not errs or c["max_entry_rel_err"] > max(e[2] for e in errs):
                 worst = (p.name, c["worst_index"])
             errs.append((c["max_abs_err"], c["max_rel_err"], c["max_entry_rel_err"]))
-        per.append(entry)
-    got_sym = None
-    if worst_status != "missing":  # n1-small cannot tell n from 1: its shapes show only alone
-        uniq = list(dict.fromkeys(s for big, s in got_syms if big or not any(b for b, _ in got_syms)))
-        got_sym = " / ".join(uniq) if uniq else None
+        per.append(_problem_entry(p, c, st, shape, dtypes[p.name][name], slot))
     big = problems[-1]
     return ParamCheck(
         name=name,
         expected_shape=big.sym(slot.user_shape(big.sizes)),
-        got_shape=got_sym,
+        got_shape=None if worst_status == "missing" else _got_symbol(got_syms),
         status=worst_status,
         max_abs_err=max(e[0] for e in errs) if errs else None,
         max_rel_err=max(e[1] for e in errs) if errs else None,
@@ -211,3 +206,27 @@ def param_check(name, problems, cmp, shapes, dtypes, status, slot):
         worst=worst,
         per_problem=tuple(per),
     )
+
+
+def _problem_entry(p, c, st, shape, dtype, slot):
+    """One problem's entry of a ParamCheck's ``per_problem`` (``c``: its comparison, or None)."""
+    entry = {
+        "problem": p.name,
+        "status": st,
+        "expected_shape": list(slot.user_shape(p.sizes)),
+        "got_shape": None if shape is None else list(shape),
+        "dtype": dtype,
+        "ok": False,
+    }
+    if c is not None:
+        entry.update({k: c[k] for k in ("max_abs_err", "max_rel_err", "max_entry_rel_err")})
+        entry.update(worst_index=list(c["worst_index"]), ok=c["ok"] and st == "ok")
+        entry["entry_errors"] = np.vectorize(_rounded, otypes=[object])(slot.to_user(c["entries"])).tolist()
+    return entry
+
+
+def _got_symbol(got_syms):
+    """The returned shapes in letters ("(n, K) / ..."), or None: n1-small cannot tell n from 1, so its
+    shapes show only alone."""
+    uniq = list(dict.fromkeys(s for big, s in got_syms if big or not any(b for b, _ in got_syms)))
+    return " / ".join(uniq) if uniq else None

@@ -21,3 +21,4 @@ LOSS_FAMILIES = {  # what --loss names: the candidate (head, loss) pairs it allo
     "se": (("sigmoid", "se_sum"), ("sigmoid", "se_half"), ("sigmoid", "se_mean")),
 }
 LOSS_NAMES = tuple(LOSS_FAMILIES)
+LOSS_OPTIONS = ("label_smoothing", "gamma", "margin")  # the losses' knobs: smooth_ce, focal, hinge
