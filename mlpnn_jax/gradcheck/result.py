@@ -77,7 +77,7 @@ class _Tally:
         self.findings += [f for f in found if f not in self.findings]
 
     def take(self, slot, value, problem):
-        """Read one returned gradient into the tally (a slot already unusable is not read again)."""
+        """Read one returned gradient of ``slot`` into the tally: its sum, shape, dtype and status."""
         arr, code, notes, read = _leaf(slot, value, problem)
         self.note(notes)
         k = slot.canon

@@ -15,6 +15,9 @@ RATE = 1.0  # the learning rate the checker passes (or sets): an in-place update
 
 @dataclasses.dataclass(frozen=True)
 class Convention:
+    """The adapter to the user's code: what is called, how its params are laid out and how it is called;
+    ``run(problem)`` is the one canonical ``result.Result`` of a run on a problem."""
+
     target: object  # conventions.Target
     layout: object  # layouts.Layout
     call: object  # conventions.Call
