@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NUM_CLASSES", "DataError", "image_size", "load_mnist", "path_kind", "read_idx", "write_mnist"]
+__all__ = ["NUM_CLASSES", "DataError", "image_sizes", "load_mnist", "path_kind", "read_idx", "write_mnist"]
 
 # The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
 _BUNDLED_DIR = Path(__file__).parent / "mnist"
@@ -118,15 +118,25 @@ def load_pixels_async(data_dir: str | Path | None = None) -> concurrent.futures.
     return future
 
 
-def image_size(data_dir: str | Path | None = None) -> int | None:
-    """Pixels per image (rows * cols) from the training images' header; None unless the header is sound.
+def image_sizes(data_dir: str | Path | None = None) -> tuple[int, int, int] | None:
+    """(training images, test images, pixels an image) from the two image files' headers; None unless
+    both headers are sound.
 
-    Lets a caller size a model while the data set is still loading, so the header is checked first
-    against the file's size (for a gzipped file, the size its gzip trailer records), and nothing is
-    built from dimensions the file cannot hold; ``load_mnist`` reports any problem.
+    Lets a caller size a model and compile its training while the data set is still loading, so each
+    header is checked first against its file's size (for a gzipped file, the size its gzip trailer
+    records), and nothing is built from dimensions a file cannot hold; ``load_mnist`` reports any
+    problem.
     """
+    heads = [_images_header(data_dir, name) for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")]
+    if None in heads or heads[0][1] != heads[1][1]:
+        return None
+    return heads[0][0], heads[1][0], heads[0][1]
+
+
+def _images_header(data_dir, name):
+    """(images, rows * cols) of the images file ``name`` in ``data_dir`` if its header is sound, else None."""
     try:
-        path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), "train-images-idx3-ubyte")
+        path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), name)
         with open(path, "rb") as raw:
             if path.suffix == ".gz":
                 with gzip.open(raw, "rb") as f:
@@ -144,7 +154,7 @@ def image_size(data_dir: str | Path | None = None) -> int | None:
     total = 16 + n * rows * cols
     # plain: the exact size; gzipped: the trailer's size mod 2**32, within deflate's largest ratio
     sound = total == size if size is not None else (total <= limit and total % 2**32 == size_mod)
-    return rows * cols if magic == _IMAGES_MAGIC and rows * cols > 0 and sound else None
+    return (n, rows * cols) if magic == _IMAGES_MAGIC and rows * cols > 0 and sound else None
 
 
 def _pixel_dtype(dtype: object) -> np.dtype:

@@ -10,6 +10,8 @@ process, one host of several GPUs, or several hosts run the same step.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -153,6 +155,7 @@ def init_state(config, layout, params):
     return params, jax.jit(optimizer.init, out_shardings=layout.replicated)(params)
 
 
+@functools.cache  # one jitted epoch per (config, layout): what compile_train_epoch compiled, train runs
 def make_train_epoch(config, layout):
     """The compiled epoch of ``config`` on ``layout``: ``train_epoch(state, epoch, data)``.
 
@@ -200,6 +203,25 @@ def make_train_epoch(config, layout):
 
     # out_shardings matching the inputs keep one executable for every epoch (else epoch 2 recompiles)
     return jax.jit(train_epoch, donate_argnums=(0,), out_shardings=layout.replicated)
+
+
+def compile_train_epoch(config, layout, n_images, n_test, input_dim):
+    """Compiles ``make_train_epoch(config, layout)`` for data of these sizes (the training images with
+    the validation ones, test images, pixels an image) from their shapes alone, so that it can compile
+    while the data set loads: the first epoch then finds it compiled. Returns nothing."""
+    replicated = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=layout.replicated)  # noqa: E731
+    dtype, v = jnp.dtype(config.dtype), config.validation
+    sizes = (input_dim, *config.hidden, NUM_CLASSES)
+    params = {}
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
+        params.update({f"W{i}": replicated((a, b), dtype), f"b{i}": replicated((b,), dtype)})
+    opt_state = jax.eval_shape(optim.make_optimizer(config, layout.steps_per_epoch).init, params)
+    opt_state = jax.tree.map(lambda a: replicated(a.shape, a.dtype), opt_state)
+    images = lambda n: (replicated((n, input_dim), jnp.uint8), replicated((n,), jnp.int32))  # noqa: E731
+    stats = (replicated((), dtype), replicated((), dtype))
+    data = EpochData(*images(n_images - v), *images(n_test), stats, images(v) if v else ())
+    epoch = jax.ShapeDtypeStruct((), jnp.int32)
+    make_train_epoch(config, layout).lower((params, opt_state), epoch, data).compile()
 
 
 def _step_fn(config, layout, optimizer):

@@ -9,6 +9,7 @@ its accuracy; the test set is measured and reported, never used to choose.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -196,7 +197,7 @@ def initial_params(config, input_dim):
 
 
 def load_data(config, resume_from=None, pixels=None):
-    """Loads ``config``'s data set in a thread while the initial params compile (start-up overlaps).
+    """Loads ``config``'s data set in a thread while the initial params and the epoch compile.
 
     Args:
         config: a TrainConfig (its data_dir and dtype).
@@ -210,23 +211,42 @@ def load_data(config, resume_from=None, pixels=None):
         float32's memory. params is None when resuming, or when the image size cannot be read ahead of
         the data set (``train`` then makes them).
     """
-    from mlpnn_jax.data import image_size, load_pixels_async
+    from mlpnn_jax.data import image_sizes, load_pixels_async
 
     check_start(config)
     loading = load_pixels_async(config.data_dir) if pixels is None else pixels
     params = resume = None
-    dim = image_size(config.data_dir)  # None unless the file's header is sound
+    sizes = image_sizes(config.data_dir)  # None unless the files' headers are sound
+    dim = sizes[2] if sizes else None
     check_memory(config, dim or 784)
-    if resume_from is not None:
-        resume = load_resume(resume_from, config, dim)
-    elif dim:
-        params = initial_params(config, dim)
-    data = loading.result()
+    layout = _early_layout(config, sizes)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile") as pool:
+        if layout:
+            compiling = pool.submit(E.compile_train_epoch, config, layout, *sizes)
+        if resume_from is not None:
+            resume = load_resume(resume_from, config, dim)
+        elif dim:
+            params = initial_params(config, dim)
+        data = loading.result()
+        if layout:
+            compiling.result()
     if resume is not None:
         checkpoint.check_input_dim(resume_from.path, resume["train_params"], data[0].shape[1])
     elif dim != data[0].shape[1]:
         check_memory(config, data[0].shape[1])
     return data, params, resume
+
+
+def _early_layout(config, sizes):
+    """The Layout of the data set the headers' ``sizes`` describe, to compile for while it loads; None
+    without sizes, or where the config cannot train on them: the data set's own checks then speak
+    first (e.g. an empty training set names its file), and ``train`` checks the layout again."""
+    if not sizes:
+        return None
+    try:
+        return E.layout(config, E.make_mesh(), *sizes)
+    except ConfigError:
+        return None
 
 
 def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, started=None):
@@ -301,8 +321,8 @@ def _start(config, layout, x_train, params, resume):
 def _record(epoch, metrics, sizes, clock):
     """The metrics dict of one epoch, from its device scalars and the (test, validation) set sizes;
     ``elapsed`` adds the time of the run's earlier sessions (``clock["before"]``)."""
+    metrics = jax.device_get(metrics)  # waits for the epoch: its time is the wait's end
     now = time.perf_counter()
-    metrics = jax.device_get(metrics)
     record = {"epoch": epoch, "train_loss": float(metrics["train_loss"])}
     for name, size in zip(("test", "validation"), sizes, strict=True):
         if f"{name}_loss" in metrics:

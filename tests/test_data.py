@@ -480,3 +480,16 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
     message, extra_kb = proc.stdout.splitlines()
     assert f"{TRAIN_IMAGES}.gz: payload over-long: expected 47040000 bytes" in message
     assert int(extra_kb) * 1024 < 47_040_000 + 100 * 2**20, extra_kb
+
+
+def test_image_sizes_read_the_headers_and_refuse_unsound_ones(tmp_path: Path) -> None:
+    """(training images, test images, pixels) from the headers alone; None where a header does not
+    match its file (a truncated file), so that nothing is compiled for sizes the files cannot hold."""
+    assert data.image_sizes() == (60000, 10000, 784)
+    arrays = make_arrays()
+    write_set(tmp_path, arrays, (True, False, False, False))
+    assert data.image_sizes(tmp_path) == (7, 5, 12)
+    test_images = tmp_path / TEST_IMAGES
+    test_images.write_bytes(test_images.read_bytes()[:-1])
+    assert data.image_sizes(tmp_path) is None
+    assert data.image_sizes(tmp_path / "missing") is None

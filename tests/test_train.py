@@ -386,3 +386,27 @@ def test_train_returns_the_last_epochs_test_outputs(small_mnist):
     np.testing.assert_allclose(result.test_outputs[0], probs, atol=1e-5)
     assert (result.test_outputs[1] == pred).mean() > 0.99
     assert (result.test_outputs[1] == small_mnist[3]).mean() == result.history[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("validation", [0, 128])
+def test_the_epoch_compiles_while_the_data_set_loads(small_mnist_dir, validation):
+    """``load_data`` compiles the epoch from the files' headers alone; ``train`` then compiles no epoch
+    (JAX's compile events name the function)."""
+    from jax import monitoring
+
+    config = small(data_dir=str(small_mnist_dir), validation=validation, epochs=1, seed=validation + 7)
+    compiled = []
+
+    def listen(event, duration, **labels):  # JAX's listener API: the labels vary by event
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(labels.get("fun_name"))
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        data, params, resume = load_data(config)
+        assert data[0].dtype == np.uint8 and "jit(train_epoch)" in compiled
+        compiled.clear()
+        result = train(config, data, params=params, resume=resume)
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert "jit(train_epoch)" not in compiled and result.epochs_run == 1
