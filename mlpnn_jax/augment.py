@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KINDS = ("none", "affine", "elastic", "both")
+from mlpnn_jax.names import AUGMENT_KINDS as KINDS
 
 
 @dataclasses.dataclass(frozen=True)

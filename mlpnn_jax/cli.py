@@ -25,7 +25,6 @@ from mlpnn_jax.terminal import FAILED, USAGE_ERROR, Signals, progress, say
 def _train_config(args):
     """(TrainConfig, the checkpoint to resume as ``checkpoint.read`` returned it or None, epochs already
     done) of the command line; the checkpoint is read here, once."""
-    from mlpnn_jax import checkpoint, runs
     from mlpnn_jax.config import TrainConfig
 
     given = options.given_options(args)
@@ -43,6 +42,8 @@ def _train_config(args):
         raise UsageError(
             f"--resume continues {args.resume} in place with its own config; drop {', '.join(given)}"
         )
+    from mlpnn_jax import checkpoint, runs
+
     path = runs.recover(args.resume) / checkpoint.CHECKPOINT  # a swap cut short: the run put back
     saved = checkpoint.read(path, parse_config=TrainConfig.from_json)
     config = TrainConfig.from_json(saved.meta["config"])
@@ -67,15 +68,18 @@ def _saved_config(path, given):
 
 
 def cmd_train(args, signals):
-    from mlpnn_jax.runs import TrainRun
+    from mlpnn_jax.data import load_pixels_async
 
     config, resume_from, done = _train_config(args)
+    pixels = load_pixels_async(config.data_dir)  # while JAX imports: this far, nothing imported it
     jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
+    from mlpnn_jax.runs import TrainRun
+
     run = None
     if jax.process_index() == 0:  # only process 0 writes: it claims the run directory, before any data
         run = TrainRun.resume(args.resume) if args.resume else TrainRun.claim(args.out, args.overwrite)
     try:
-        return _train(jax, signals, config, run, resume_from, done)
+        return _train(jax, signals, config, run, (resume_from, pixels), done)
     except RunWriteError as e:
         kept = "its last complete checkpoint is kept" if run.run.published else "the old run is unchanged"
         print(f"mlpnn-jax train: error: {e}; {kept} in {run.path}", file=sys.stderr)
@@ -85,8 +89,9 @@ def cmd_train(args, signals):
             run.close()
 
 
-def _train(jax, signals, config, run, resume_from, done):
-    """Trains; ``run`` is None on every process but the one that prints and writes."""
+def _train(jax, signals, config, run, start, done):
+    """Trains from ``start`` (the checkpoint to resume or None, the data set's Future); ``run`` is None
+    on every process but the one that prints and writes."""
     from mlpnn_jax import trainer as T
 
     lead = run is not None
@@ -107,7 +112,7 @@ def _train(jax, signals, config, run, resume_from, done):
 
     try:
         started = time.perf_counter()  # "elapsed" includes loading the data set
-        data, params, resume = T.load_data(config, resume_from)
+        data, params, resume = T.load_data(config, *start)
         signals.graceful("stopping after this epoch")  # start-up is over: the first signal now stops
         result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
     except T.DivergenceError as e:
@@ -119,8 +124,11 @@ def _train(jax, signals, config, run, resume_from, done):
         if bar is not None:
             bar.close()
     if lead:
-        classified = _finish_train(result, data, run)
-        _write_report(run.run.dir, data[2:], classified)
+        from mlpnn_jax.data import scale_pixels
+
+        test_set = scale_pixels(data[2], config.dtype), data[3]  # the device scaled them a batch at a time
+        classified = _finish_train(result, test_set, run)
+        _write_report(run.run.dir, test_set, classified)
         if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return signals.exit_code if signals.requested is not None else 0
@@ -147,16 +155,19 @@ def _epoch_line(bar, record):
         bar.update(1)
 
 
-def _finish_train(result, data, run):
+def _finish_train(result, test_set, run):
     """Writes the figures and the confusion matrix, and prints the summary; returns the final params'
-    ``metrics.classify`` of the test set, for the report."""
+    ``metrics.classify`` of the test set (x (m, D) in [0, 1], y (m,)), for the report: the last epoch's,
+    else (no epoch ran) a pass of its own."""
     from mlpnn_jax import metrics
     from mlpnn_jax.runs import RUN_FILES
     from mlpnn_jax.trainer import best_epoch, chosen_accuracy, reached_epoch
 
     hist, c = result.history, result.config
-    classified = metrics.classify(result.params, data[2], c.activation, c.precision)
-    cm = metrics.confusion_matrix(data[3], classified[1])
+    classified = result.test_outputs
+    if classified is None:
+        classified = metrics.classify(result.params, test_set[0], c.activation, c.precision)
+    cm = metrics.confusion_matrix(test_set[1], classified[1])
     acc = metrics.accuracy(cm)
     run.write_figures(result, cm, acc)
     key, best, reached = chosen_accuracy(c), best_epoch(c, hist), reached_epoch(c, hist)

@@ -14,9 +14,7 @@ import functools
 import math
 import typing
 
-from mlpnn_jax.augment import KINDS as AUGMENTS
-from mlpnn_jax.losses import DEFAULT_OPTIONS, LOSSES
-from mlpnn_jax.model import ACTIVATIONS, INITS
+from mlpnn_jax.names import ACTIVATION_NAMES, AUGMENT_KINDS, DEFAULT_OPTIONS, INITS, LOSS_NAMES
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 ADAMW_WEIGHT_DECAY = 1e-4  # adamw's decay when weight_decay is not given (the others': none)
@@ -119,7 +117,7 @@ class TrainConfig:
     first fills the fields not given from the named preset's table, as the command line does.
     """
 
-    loss: str = option("ce", "per-example loss", choices=tuple(LOSSES))
+    loss: str = option("ce", "per-example loss", choices=LOSS_NAMES)
     label_smoothing: float = option(
         0.1,
         "train on smoothed soft targets (with kl: KL to them)",
@@ -161,7 +159,7 @@ class TrainConfig:
         check=lambda v: len(v) >= 1 and min(v) >= 1,
         expected="one or more positive layer sizes",
     )
-    activation: str = option("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    activation: str = option("tanh", "hidden activation", choices=ACTIVATION_NAMES)
     init: str = option("glorot", "initial weights", choices=INITS)
     dtype: str = option("float32", "params and data dtype", choices=DTYPES)
     compute_dtype: str | None = option(
@@ -172,7 +170,7 @@ class TrainConfig:
     )
     standardize: bool = option(True, "train on standardized pixels (off: raw pixels)")
     augment: str = option(
-        "none", "random distortions of every training batch, fresh each epoch", choices=AUGMENTS
+        "none", "random distortions of every training batch, fresh each epoch", choices=AUGMENT_KINDS
     )
     augment_degrees: float = option(
         10.0,

@@ -5,18 +5,20 @@ numpy only: this module must not import jax, so that loading data stays fast and
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import hashlib
 import math
 import os
 import stat
+import threading
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NUM_CLASSES", "DataError", "image_size", "load_mnist", "path_kind", "read_idx", "write_mnist"]
+__all__ = ["NUM_CLASSES", "DataError", "image_sizes", "load_mnist", "path_kind", "read_idx", "write_mnist"]
 
 # The MNIST that ships with the package; its SHA256SUMS lists the decompressed IDX files.
 _BUNDLED_DIR = Path(__file__).parent / "mnist"
@@ -72,42 +74,69 @@ def load_mnist(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load an MNIST-format data set: the bundled MNIST, or the four IDX files in `data_dir`.
 
-    Pixels are scaled to [0, 1] as `uint8 / 255`, computed directly in `dtype`. For float16,
-    float32 and float64 the values are bit-identical to `(pixels.astype(np.float64) / 255.0)`
-    cast to `dtype` (division is correctly rounded, and float64 carries more than twice the
-    digits of the narrower types, so rounding twice never differs from rounding once).
+    Pixels are scaled to [0, 1] as `uint8 / 255`, computed directly in `dtype` (``scale_pixels``);
+    `dtype="uint8"` keeps the raw pixels 0..255 instead, a quarter of float32's memory (the trainer
+    keeps them so on the device and scales each batch there, with the same division).
 
     Args:
         data_dir: a directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,
             t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each plain or gzipped (`.gz`;
             the plain file wins if both exist), e.g. Fashion-MNIST. None loads the bundled
             MNIST and verifies each decompressed file against the bundled SHA256SUMS.
-        dtype: a numpy floating dtype (name), e.g. "float32" or "float64".
+        dtype: a numpy floating dtype (name), e.g. "float32" or "float64", or "uint8" (raw pixels).
 
     Returns:
         (x_train, y_train, x_test, y_test): x_train (N_train, rows*cols) and x_test
-        (N_test, rows*cols) of `dtype` in [0, 1]; y_train (N_train,) and y_test (N_test,) int32
-        in 0..9. For MNIST, N_train = 60000, N_test = 10000, rows*cols = 784. Standard order.
+        (N_test, rows*cols) of `dtype` in [0, 1] (uint8: 0..255); y_train (N_train,) and y_test
+        (N_test,) int32 in 0..9. For MNIST, N_train = 60000, N_test = 10000, rows*cols = 784. Standard order.
 
     Raises:
-        ValueError: `dtype` is not a numpy floating dtype.
+        ValueError: `dtype` is neither a numpy floating dtype nor uint8.
         DataError: a file or the directory is missing or malformed, or a checksum differs.
     """
-    float_dtype = _float_dtype(dtype)
+    pixel_dtype = _pixel_dtype(dtype)
     if data_dir is None:
-        return _load_dir(_BUNDLED_DIR, float_dtype, _read_checksums(_BUNDLED_DIR / "SHA256SUMS"))
-    return _load_dir(Path(data_dir), float_dtype)
+        return _load_dir(_BUNDLED_DIR, pixel_dtype, _read_checksums(_BUNDLED_DIR / "SHA256SUMS"))
+    return _load_dir(Path(data_dir), pixel_dtype)
 
 
-def image_size(data_dir: str | Path | None = None) -> int | None:
-    """Pixels per image (rows * cols) from the training images' header; None unless the header is sound.
+def load_pixels_async(data_dir: str | Path | None = None) -> concurrent.futures.Future:
+    """Starts ``load_mnist(data_dir, dtype="uint8")`` in a thread of its own: a Future of its result.
 
-    Lets a caller size a model while the data set is still loading, so the header is checked first
-    against the file's size (for a gzipped file, the size its gzip trailer records), and nothing is
-    built from dimensions the file cannot hold; ``load_mnist`` reports any problem.
+    The trainer's data set, loaded while JAX imports and compiles (numpy and zlib run without the GIL for
+    most of it). A daemon thread: a command that fails meanwhile exits without waiting for it.
     """
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def load():
+        try:
+            future.set_result(load_mnist(data_dir, dtype="uint8"))
+        except BaseException as e:  # handed to whoever waits for the result
+            future.set_exception(e)
+
+    threading.Thread(target=load, name="load_mnist", daemon=True).start()
+    return future
+
+
+def image_sizes(data_dir: str | Path | None = None) -> tuple[int, int, int] | None:
+    """(training images, test images, pixels an image) from the two image files' headers; None unless
+    both headers are sound.
+
+    Lets a caller size a model and compile its training while the data set is still loading, so each
+    header is checked first against its file's size (for a gzipped file, the size its gzip trailer
+    records), and nothing is built from dimensions a file cannot hold; ``load_mnist`` reports any
+    problem.
+    """
+    heads = [_images_header(data_dir, name) for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")]
+    if None in heads or heads[0][1] != heads[1][1]:
+        return None
+    return heads[0][0], heads[1][0], heads[0][1]
+
+
+def _images_header(data_dir, name):
+    """(images, rows * cols) of the images file ``name`` in ``data_dir`` if its header is sound, else None."""
     try:
-        path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), "train-images-idx3-ubyte")
+        path = _locate(_BUNDLED_DIR if data_dir is None else Path(data_dir), name)
         with open(path, "rb") as raw:
             if path.suffix == ".gz":
                 with gzip.open(raw, "rb") as f:
@@ -125,21 +154,36 @@ def image_size(data_dir: str | Path | None = None) -> int | None:
     total = 16 + n * rows * cols
     # plain: the exact size; gzipped: the trailer's size mod 2**32, within deflate's largest ratio
     sound = total == size if size is not None else (total <= limit and total % 2**32 == size_mod)
-    return rows * cols if magic == _IMAGES_MAGIC and rows * cols > 0 and sound else None
+    return (n, rows * cols) if magic == _IMAGES_MAGIC and rows * cols > 0 and sound else None
 
 
-def _float_dtype(dtype: object) -> np.dtype:
-    """Return `dtype` as a numpy floating dtype, or raise ValueError naming the option."""
+def _pixel_dtype(dtype: object) -> np.dtype:
+    """Return `dtype` as a numpy floating dtype or uint8, or raise ValueError naming the option."""
     try:
         # np.dtype(None) means float64; refuse it rather than guess.
         result = None if dtype is None else np.dtype(dtype)
     except (TypeError, ValueError):
         result = None
-    if result is None or result.kind != "f":
+    if result is None or (result.kind != "f" and result != np.uint8):
         raise ValueError(
-            f"dtype: expected a numpy floating dtype such as 'float32' or 'float64', got {dtype!r}"
+            f"dtype: expected a numpy floating dtype such as 'float32' or 'float64', or 'uint8' (raw"
+            f" pixels), got {dtype!r}"
         )
     return result
+
+
+def scale_pixels(pixels: np.ndarray, dtype: str | np.dtype | type = "float32") -> np.ndarray:
+    """Pixels 0..255 (uint8, any shape) as `dtype` in [0, 1]: `uint8 / 255`, computed directly in `dtype`.
+
+    For float16, float32 and float64 the values are bit-identical to `(pixels.astype(np.float64) /
+    255.0)` cast to `dtype` (division is correctly rounded, and float64 carries more than twice the
+    digits of the narrower types, so rounding twice never differs from rounding once).
+    """
+    dtype = np.dtype(dtype)
+    # One allocation, then divide in place: float64 equals the notebook's `data / 255.0` bit for bit.
+    out = np.asarray(pixels).astype(dtype)
+    out /= dtype.type(255)
+    return out
 
 
 def _load_dir(
@@ -320,7 +364,7 @@ def _parse_header(buf: bytes | bytearray, path: Path, magic: int | None = None) 
 def _pair(
     images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Check an images/labels pair and return (pixels (N, rows*cols) in [0, 1], labels int32)."""
+    """Check an images/labels pair and return (pixels (N, rows*cols) of `dtype`, labels int32)."""
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} and {labels_path}: count mismatch: {len(images)} images but {len(labels)} labels"
@@ -331,11 +375,8 @@ def _pair(
             f"{labels_path}: labels outside 0..{NUM_CLASSES - 1}: {bad.size} of {len(labels)}, "
             f"first is {labels[bad[0]]} at index {bad[0]}"
         )
-    # One allocation, then divide in place: the same correctly rounded uint8 -> dtype division
-    # as `astype(dtype) / 255`, so float64 equals the notebook's `data / 255.0` bit for bit.
-    pixels = images.reshape(len(images), math.prod(images.shape[1:])).astype(dtype)
-    pixels /= dtype.type(255)
-    return pixels, labels.astype(np.int32)
+    pixels = images.reshape(len(images), math.prod(images.shape[1:]))
+    return (pixels if dtype == np.uint8 else scale_pixels(pixels, dtype)), labels.astype(np.int32)
 
 
 def write_mnist(data_dir: str | Path, x_train, y_train, x_test, y_test, shape=(28, 28), gz=True) -> Path:

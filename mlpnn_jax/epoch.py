@@ -10,6 +10,8 @@ process, one host of several GPUs, or several hosts run the same step.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -23,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from mlpnn_jax import optim
 from mlpnn_jax.augment import draw_steps, warp
 from mlpnn_jax.config import ConfigError
-from mlpnn_jax.data import NUM_CLASSES
+from mlpnn_jax.data import NUM_CLASSES, scale_pixels
 from mlpnn_jax.losses import get_loss
 from mlpnn_jax.model import apply
 
@@ -132,9 +134,14 @@ def place(layout, tree):
 
 def place_data(layout, config, data, stats, validation=None):
     """The EpochData of (x_train, y_train, x_test, y_test), their (mean, std) and the validation set
-    (x (v, D), y (v,)) or None, on the mesh in the config's dtype."""
+    (x (v, D), y (v,)) or None, on the mesh: images of uint8 pixels stay uint8 (``unit``), others
+    become the config's dtype."""
     dtype = np.dtype(config.dtype)
-    images_labels = lambda x, y: (np.asarray(x, dtype), np.asarray(y, np.int32))  # noqa: E731
+
+    def images_labels(x, y):
+        x = np.asarray(x)
+        return (x if x.dtype == np.uint8 else x.astype(dtype, copy=False)), np.asarray(y, np.int32)
+
     x_train, y_train, x_test, y_test = data
     host = (*images_labels(x_train, y_train), *images_labels(x_test, y_test))
     host += ((np.asarray(stats[0], dtype), np.asarray(stats[1], dtype)),)
@@ -148,15 +155,18 @@ def init_state(config, layout, params):
     return params, jax.jit(optimizer.init, out_shardings=layout.replicated)(params)
 
 
+@functools.cache  # one jitted epoch per (config, layout): what compile_train_epoch compiled, train runs
 def make_train_epoch(config, layout):
     """The compiled epoch of ``config`` on ``layout``: ``train_epoch(state, epoch, data)``.
 
     The returned function is pure and jitted, its state donated: state (params, opt_state) on the mesh,
     epoch an int32 scalar (1-based; its shuffle is fold_in(key(seed), epoch)), data an EpochData (the
-    model sees (x - mean) / std). It returns (new state, metrics): train_loss, test_loss, test_correct,
-    lr (the learning rate of the epoch's last step), with validation also validation_loss and
-    validation_correct, as device scalars; the test and validation sets are evaluated with the moving
-    average of the weights when the config keeps one.
+    model sees (x - mean) / std). It returns (new state, metrics, test outputs): metrics are train_loss,
+    test_loss, test_correct, lr (the learning rate of the epoch's last step), with validation also
+    validation_loss and validation_correct, as device scalars; the test outputs are the class
+    probabilities (m, K) and predicted classes (m,) of the test set, left on the device (the caller
+    fetches the last epoch's only). The test and validation sets are evaluated with the moving average
+    of the weights when the config keeps one.
     """
     optimizer = optim.make_optimizer(config, layout.steps_per_epoch)
     schedule = optim.make_schedule(config, layout.steps_per_epoch)
@@ -177,20 +187,41 @@ def make_train_epoch(config, layout):
             if noisy:  # step i's keys: split(fold_in(noise_key, i)); its augmentation's draws made here
                 noise_key = jax.random.fold_in(key, NOISE_STREAM)
                 keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(noise_key, i)))(jnp.arange(nb))
-                xs += (draw_steps(keys[:, 0], bs, layout.image_shape, augment, data.x.dtype), keys[:, 1])
+                xs += (draw_steps(keys[:, 0], bs, layout.image_shape, augment, config.dtype), keys[:, 1])
             state, losses = jax.lax.scan(lambda carry, xs: step(carry, xs, data), state, xs)
             ema = optim.ema_params(config, state[1])
             evaluated = state[0] if ema is None else ema
-            test_loss, correct = evaluate(evaluated, data.x_test, data.y_test, data.stats, test_sharding)
+            test_loss, correct, logits = evaluate(
+                evaluated, data.x_test, data.y_test, data.stats, test_sharding
+            )
             metrics = {"train_loss": jnp.mean(losses.astype(config.dtype)), "test_loss": test_loss}
             metrics.update(test_correct=correct, lr=jnp.asarray(schedule(epoch * nb - 1)))
             if data.validation:
-                loss, correct = evaluate(evaluated, *data.validation, data.stats, val_sharding)
+                loss, correct, _ = evaluate(evaluated, *data.validation, data.stats, val_sharding)
                 metrics.update(validation_loss=loss, validation_correct=correct)
-            return state, metrics
+            return state, metrics, (jax.nn.softmax(logits, axis=-1), jnp.argmax(logits, axis=-1))
 
     # out_shardings matching the inputs keep one executable for every epoch (else epoch 2 recompiles)
     return jax.jit(train_epoch, donate_argnums=(0,), out_shardings=layout.replicated)
+
+
+def compile_train_epoch(config, layout, n_images, n_test, input_dim):
+    """Compiles ``make_train_epoch(config, layout)`` for data of these sizes (the training images with
+    the validation ones, test images, pixels an image) from their shapes alone, so that it can compile
+    while the data set loads: the first epoch then finds it compiled. Returns nothing."""
+    replicated = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=layout.replicated)  # noqa: E731
+    dtype, v = jnp.dtype(config.dtype), config.validation
+    sizes = (input_dim, *config.hidden, NUM_CLASSES)
+    params = {}
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
+        params.update({f"W{i}": replicated((a, b), dtype), f"b{i}": replicated((b,), dtype)})
+    opt_state = jax.eval_shape(optim.make_optimizer(config, layout.steps_per_epoch).init, params)
+    opt_state = jax.tree.map(lambda a: replicated(a.shape, a.dtype), opt_state)
+    images = lambda n: (replicated((n, input_dim), jnp.uint8), replicated((n,), jnp.int32))  # noqa: E731
+    stats = (replicated((), dtype), replicated((), dtype))
+    data = EpochData(*images(n_images - v), *images(n_test), stats, images(v) if v else ())
+    epoch = jax.ShapeDtypeStruct((), jnp.int32)
+    make_train_epoch(config, layout).lower((params, opt_state), epoch, data).compile()
 
 
 def _step_fn(config, layout, optimizer):
@@ -201,7 +232,7 @@ def _step_fn(config, layout, optimizer):
         params, opt_state = carry
         mean, std = data.stats
         idx = jax.lax.with_sharding_constraint(xs[0], layout.batch_sharded)
-        xb, dropout_key = data.x[idx], ()
+        xb, dropout_key = unit(data.x[idx], config.dtype), ()
         if noisy:
             plan, drop = xs[1:]
             dropout_key = (drop,) if dropout else ()
@@ -212,6 +243,16 @@ def _step_fn(config, layout, optimizer):
         return (optax.apply_updates(params, updates), opt_state), loss
 
     return step
+
+
+def unit(x, dtype):
+    """Images in [0, 1] of ``dtype``: uint8 pixels looked up here, a batch at a time, so that the data set
+    stays on the device as bytes (a quarter of float32's memory and traffic). The table of the 256
+    values is ``data.scale_pixels``'s, correctly rounded; XLA would compute ``x / 255`` as ``x * (1 /
+    255)``, which differs in the last bit for half of them. Float images pass as they are."""
+    if x.dtype != jnp.uint8:
+        return x
+    return jnp.asarray(scale_pixels(np.arange(256, dtype=np.uint8), dtype))[x]
 
 
 def _draws(config):
@@ -240,16 +281,17 @@ def batch_loss_fn(config):
 
 
 def _evaluate_fn(config):
-    """``f(params, x (m, D), y (m,), (mean, std), sharding) -> (mean loss (), correct predictions ())``."""
+    """``f(params, x (m, D), y (m,), (mean, std), sharding) -> (mean loss (), correct predictions (),
+    logits (m, K))``."""
     loss_fn = get_loss(config.loss, **config.loss_options())
 
     def evaluate(params, x, y, stats, sharding):
         mean, std = stats
-        x = jax.lax.with_sharding_constraint((x - mean) / std, sharding)
+        x = jax.lax.with_sharding_constraint((unit(x, config.dtype) - mean) / std, sharding)
         logits = apply(params, x, config.activation)
         loss = jnp.mean(loss_fn(logits, y))
         # a count, not a float32 mean: 9543 / 10000 must compare equal to a target of 0.9543
-        return loss, jnp.sum(jnp.argmax(logits, -1) == y)
+        return loss, jnp.sum(jnp.argmax(logits, -1) == y), logits
 
     return evaluate
 

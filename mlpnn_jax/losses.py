@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
-DEFAULT_OPTIONS = {"label_smoothing": 0.1, "gamma": 2.0, "margin": 1.0}
+from mlpnn_jax.names import DEFAULT_OPTIONS, LOSS_NAMES
 
 
 def as_targets(targets, num_classes, dtype):
@@ -72,14 +72,9 @@ def hinge(logits, targets, margin=DEFAULT_OPTIONS["margin"]):
     return jnp.sum(t[..., :, None] * jax.nn.relu(m), axis=(-2, -1))
 
 
-LOSSES = {
-    "ce": cross_entropy,
-    "kl": kl_divergence,
-    "mse": mse,
-    "smooth_ce": smooth_cross_entropy,
-    "focal": focal,
-    "hinge": hinge,
-}
+LOSSES = dict(
+    zip(LOSS_NAMES, (cross_entropy, kl_divergence, mse, smooth_cross_entropy, focal, hinge), strict=True)
+)
 
 
 def loss_options(name):

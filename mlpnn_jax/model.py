@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlpnn_jax.losses import get_loss
+from mlpnn_jax.names import ACTIVATION_NAMES, INITS
 
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
-INITS = ("lecun", "glorot", "notebook")
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (jnp.tanh, jax.nn.relu), strict=True))
 
 
 def num_layers(params):

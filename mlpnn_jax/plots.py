@@ -7,6 +7,8 @@ import threading
 
 from mlpnn_jax.checkpoint import atomic_write
 
+_IMPORTING = threading.Lock()  # preload's thread and a figure drawn meanwhile import pyplot once, in turn
+
 
 def preload():
     """Imports matplotlib in a background thread, so the import overlaps training instead of following it."""
@@ -15,10 +17,11 @@ def preload():
 
 def _pyplot():
     """matplotlib.pyplot on the file-only Agg backend, imported on first use (it costs ~0.3 s)."""
-    import matplotlib
+    with _IMPORTING:  # matplotlib.use while pyplot is half imported in another thread raises
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     return plt
 

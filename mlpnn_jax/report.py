@@ -187,7 +187,9 @@ def _train_page(run_dir, saved, machines, test_set, classified):
         report_html.section(
             "Epochs",
             report_html.epochs_table(history)
-            + report_html.note("Epoch 1 includes compiling the jitted epoch."),
+            + report_html.note(
+                "Epoch 1 includes compiling the jitted epoch, unless it compiled while the data set loaded."
+            ),
         ),
         report_html.setup_section(config.in_effect(), machines),
     ]

@@ -59,6 +59,9 @@ class TrainResult:
         history: one metrics dict per epoch (epoch, train_loss, test_loss, test_accuracy, with
             validation: validation_loss, validation_accuracy; seconds, elapsed).
         config: the TrainConfig.
+        test_outputs: (class probabilities (m, K), predicted classes (m,)) of the test set by the last
+            epoch's evaluated params, numpy (``metrics.classify``'s, without a second pass); None
+            when this session ran no epoch.
         params (property): the trained params for raw pixels in [0, 1], standardization folded in: the
             moving average of the weights when the config keeps one (ema_decay), as evaluated.
     """
@@ -68,6 +71,7 @@ class TrainResult:
     input_stats: tuple
     history: list
     config: TrainConfig
+    test_outputs: tuple | None = None
 
     @property
     def epochs_run(self):
@@ -81,21 +85,36 @@ class TrainResult:
 
 
 def input_stats(x_train, standardize=True):
-    """(mean, std) of all training pixels, as Python floats; (0.0, 1.0) without standardization."""
+    """(mean, std) of all training pixels in [0, 1], as Python floats; (0.0, 1.0) without
+    standardization. ``x_train``: (n, D) floats in [0, 1], or uint8 pixels 0..255 (``epoch.unit``)."""
     if not standardize:
         return 0.0, 1.0
     x = np.asarray(x_train)
-    # Row sums in the data's dtype (784 terms each: exact enough), then the 60000 row totals in float64:
-    # accurate, and without a float64 copy of the data set (~1 s on a laptop for MNIST).
-    n = x.size
-    mean = float(x.sum(axis=1).sum(dtype=np.float64)) / n
-    mean_sq = float(np.einsum("ij,ij->i", x, x).sum(dtype=np.float64)) / n
+    mean, mean_sq = _pixel_moments(x) if x.dtype == np.uint8 else _float_moments(x)
     std = math.sqrt(max(mean_sq - mean**2, 0.0))
     if not std > 0 or x.min() == x.max():  # exact: rounding leaves constant inputs a std of ~1e-5
         raise ConfigError(
             "standardize", "the training inputs are constant, so they cannot be standardized; turn it off"
         )
     return mean, std
+
+
+def _pixel_moments(x):
+    """(mean, mean square) of uint8 pixels / 255, from exact integer sums (squares a block of rows at a
+    time: no copy of the data set)."""
+    total = int(x.sum(dtype=np.uint64))
+    blocks = np.array_split(x, max(1, x.size // 2**22))
+    squares = sum(int(np.square(b, dtype=np.uint32).sum(dtype=np.uint64)) for b in blocks)
+    return total / 255 / x.size, squares / 255**2 / x.size
+
+
+def _float_moments(x):
+    """(mean, mean square) of float pixels, without a float64 copy of the data set (~1 s on a laptop)."""
+    # Row sums in the data's dtype (784 terms each: exact enough), then the 60000 row totals in float64.
+    n = x.size
+    return float(x.sum(axis=1).sum(dtype=np.float64)) / n, float(
+        np.einsum("ij,ij->i", x, x).sum(dtype=np.float64)
+    ) / n
 
 
 def fold_input_stats(params, stats):
@@ -177,35 +196,57 @@ def initial_params(config, input_dim):
     return init_params(config.seed, sizes, config.init, jnp.dtype(config.dtype))
 
 
-def load_data(config, resume_from=None):
-    """Loads ``config``'s data set in a thread while the initial params compile (start-up overlaps).
+def load_data(config, resume_from=None, pixels=None):
+    """Loads ``config``'s data set in a thread while the initial params and the epoch compile.
 
     Args:
         config: a TrainConfig (its data_dir and dtype).
         resume_from: a checkpoint to continue from instead, as ``checkpoint.read`` returned it.
+        pixels: the data set already loading, ``data.load_pixels_async(config.data_dir)`` (the command
+            starts it before JAX imports); None starts it here.
     Returns:
-        (data (x_train, y_train, x_test, y_test), params or None, resume dict or None), ready for
-        ``train(config, data, params=params, resume=resume)``. params is None when resuming, or when
-        the image size cannot be read ahead of the data set (``train`` then makes them).
+        (data (x_train (n, D), y_train (n,), x_test (m, D), y_test (m,)), params or None, resume dict or
+        None), ready for ``train(config, data, params=params, resume=resume)``. The images are uint8
+        pixels 0..255: the device scales each batch (``epoch.unit``), and they take a quarter of
+        float32's memory. params is None when resuming, or when the image size cannot be read ahead of
+        the data set (``train`` then makes them).
     """
-    from mlpnn_jax.data import image_size, load_mnist
+    from mlpnn_jax.data import image_sizes, load_pixels_async
 
     check_start(config)
+    loading = load_pixels_async(config.data_dir) if pixels is None else pixels
     params = resume = None
-    dim = image_size(config.data_dir)  # None unless the file's header is sound
+    sizes = image_sizes(config.data_dir)  # None unless the files' headers are sound
+    dim = sizes[2] if sizes else None
     check_memory(config, dim or 784)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load_mnist") as pool:
-        loading = pool.submit(load_mnist, config.data_dir, dtype=config.dtype)
+    layout = _early_layout(config, sizes)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile") as pool:
+        if layout:
+            compiling = pool.submit(E.compile_train_epoch, config, layout, *sizes)
         if resume_from is not None:
             resume = load_resume(resume_from, config, dim)
         elif dim:
             params = initial_params(config, dim)
         data = loading.result()
+        if layout:
+            compiling.result()
     if resume is not None:
         checkpoint.check_input_dim(resume_from.path, resume["train_params"], data[0].shape[1])
     elif dim != data[0].shape[1]:
         check_memory(config, data[0].shape[1])
     return data, params, resume
+
+
+def _early_layout(config, sizes):
+    """The Layout of the data set the headers' ``sizes`` describe, to compile for while it loads; None
+    without sizes, or where the config cannot train on them: the data set's own checks then speak
+    first (e.g. an empty training set names its file), and ``train`` checks the layout again."""
+    if not sizes:
+        return None
+    try:
+        return E.layout(config, E.make_mesh(), *sizes)
+    except ConfigError:
+        return None
 
 
 def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, started=None):
@@ -237,10 +278,10 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
     x_train, _, x_test, _ = data
     state, stats, history = _start(config, layout, x_train, params, resume)
     dev_data = E.place_data(layout, config, data, stats, validation)
-    train_epoch, last_good = E.make_train_epoch(config, layout), None
+    train_epoch, last_good, outputs = E.make_train_epoch(config, layout), None, None
     clock.update(last=time.perf_counter(), before=history[-1]["elapsed"] if history else 0.0)
     for epoch in range(len(history) + 1, config.epochs + 1):
-        new_state, metrics = train_epoch(state, np.int32(epoch), dev_data)
+        new_state, metrics, outputs = train_epoch(state, np.int32(epoch), dev_data)
         record = _record(epoch, metrics, (x_test.shape[0], config.validation), clock)
         if resume is not None and epoch == len(resume["history"]) + 1:
             record["resumed"] = True  # where the run was continued
@@ -252,7 +293,8 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
         if _stop_together(stop) or should_stop(config, history):
             break
     # its own copy of the history: a result kept from epoch 1 stays at epoch 1
-    return TrainResult(*state, stats, list(history), config)
+    outputs = None if outputs is None else tuple(np.asarray(a) for a in jax.device_get(outputs))
+    return TrainResult(*state, stats, list(history), config, outputs)
 
 
 def split_validation(config, data):
@@ -279,8 +321,8 @@ def _start(config, layout, x_train, params, resume):
 def _record(epoch, metrics, sizes, clock):
     """The metrics dict of one epoch, from its device scalars and the (test, validation) set sizes;
     ``elapsed`` adds the time of the run's earlier sessions (``clock["before"]``)."""
+    metrics = jax.device_get(metrics)  # waits for the epoch: its time is the wait's end
     now = time.perf_counter()
-    metrics = jax.device_get(metrics)
     record = {"epoch": epoch, "train_loss": float(metrics["train_loss"])}
     for name, size in zip(("test", "validation"), sizes, strict=True):
         if f"{name}_loss" in metrics:

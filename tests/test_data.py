@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 
 from mlpnn_jax import data
-from mlpnn_jax.data import DataError, load_mnist, read_idx
+from mlpnn_jax.data import DataError, load_mnist, read_idx, scale_pixels
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -128,7 +128,17 @@ def test_scaling_exact_for_every_pixel_value(tmp_path: Path, dtype: object) -> N
     assert x_train[0, 0] == 0.0 and x_train[0, 255] == 1.0
 
 
-@pytest.mark.parametrize("dtype", ["int32", "uint8", "complex64", "no-such-type", None, object])
+def test_uint8_keeps_the_raw_pixels(tmp_path: Path) -> None:
+    """dtype="uint8": the pixels 0..255 as stored (what the trainer puts on the device), labels int32."""
+    arrays = make_arrays()
+    write_set(tmp_path, arrays, (True,) * 4)
+    x_train, y_train, x_test, _ = load_mnist(tmp_path, dtype="uint8")
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.int32
+    np.testing.assert_array_equal(x_train, arrays[TRAIN_IMAGES].reshape(len(x_train), -1))
+    assert scale_pixels(x_test).tobytes() == load_mnist(tmp_path)[2].tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int8", "complex64", "no-such-type", None, object])
 def test_bad_dtype_is_value_error_naming_option(tmp_path: Path, dtype: object) -> None:
     with pytest.raises(ValueError, match="dtype") as exc:
         load_mnist(tmp_path, dtype=dtype)
@@ -470,3 +480,16 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
     message, extra_kb = proc.stdout.splitlines()
     assert f"{TRAIN_IMAGES}.gz: payload over-long: expected 47040000 bytes" in message
     assert int(extra_kb) * 1024 < 47_040_000 + 100 * 2**20, extra_kb
+
+
+def test_image_sizes_read_the_headers_and_refuse_unsound_ones(tmp_path: Path) -> None:
+    """(training images, test images, pixels) from the headers alone; None where a header does not
+    match its file (a truncated file), so that nothing is compiled for sizes the files cannot hold."""
+    assert data.image_sizes() == (60000, 10000, 784)
+    arrays = make_arrays()
+    write_set(tmp_path, arrays, (True, False, False, False))
+    assert data.image_sizes(tmp_path) == (7, 5, 12)
+    test_images = tmp_path / TEST_IMAGES
+    test_images.write_bytes(test_images.read_bytes()[:-1])
+    assert data.image_sizes(tmp_path) is None
+    assert data.image_sizes(tmp_path / "missing") is None

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlpnn_jax import ConfigError, DivergenceError, TrainConfig, apply, train
+from mlpnn_jax import ConfigError, DivergenceError, TrainConfig, apply, metrics, train
 from mlpnn_jax import checkpoint as ckpt
 from mlpnn_jax import epoch as E
+from mlpnn_jax.data import load_mnist, scale_pixels
 from mlpnn_jax.epoch import make_mesh
 from mlpnn_jax.losses import LOSSES
 from mlpnn_jax.metrics import confusion_matrix
@@ -345,3 +346,67 @@ def test_training_does_not_import_the_reference():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("augment", ["none", "affine"])
+def test_uint8_pixels_train_bit_for_bit_as_their_floats(small_mnist_dir, augment):
+    """The trainer keeps the raw pixels on the device and scales each batch there (``epoch.unit``):
+    the params, metrics and test outputs are those of the same images given as floats in [0, 1]."""
+    config = small(augment=augment, epochs=2)
+    pixels = load_mnist(small_mnist_dir, dtype="uint8")
+    floats = load_mnist(small_mnist_dir)
+    assert pixels[0].dtype == np.uint8 and leaves_equal(scale_pixels(pixels[0]), floats[0])
+    assert input_stats(pixels[0]) == pytest.approx(input_stats(floats[0]), rel=1e-6)
+    stats = input_stats(pixels[0])
+    results = []
+    for data in (pixels, floats):
+        layout = E.layout(config, make_mesh(), 1024, 256, 784)
+        dev = E.place_data(layout, config, data, stats)
+        state = E.init_state(config, layout, initial_params(config, 784))
+        results.append(jax.device_get(E.make_train_epoch(config, layout)(state, np.int32(1), dev)))
+    assert dev.x.dtype == np.float32 and leaves_equal(*results)
+
+
+def test_input_stats_of_pixels_are_exact():
+    """uint8 pixels: the mean and std of pixel / 255 from a histogram, exact to float64 rounding."""
+    x = np.random.default_rng(0).integers(0, 256, (300, 7), dtype=np.uint8)
+    exact = x.astype(np.float64) / 255
+    assert input_stats(x) == pytest.approx((exact.mean(), exact.std()), rel=1e-14)
+    with pytest.raises(ConfigError, match="constant"):
+        input_stats(np.full((3, 4), 7, np.uint8))
+
+
+def test_train_returns_the_last_epochs_test_outputs(small_mnist):
+    """``TrainResult.test_outputs`` is what ``metrics.classify`` gives for the final params (the report
+    and the confusion matrix need no second pass): the same predictions, the same probabilities to
+    float32 rounding."""
+    result = train(small(epochs=2), small_mnist)
+    probs, pred = metrics.classify(result.params, small_mnist[2])
+    assert result.test_outputs[0].shape == (256, 10)
+    np.testing.assert_allclose(result.test_outputs[0], probs, atol=1e-5)
+    assert (result.test_outputs[1] == pred).mean() > 0.99
+    assert (result.test_outputs[1] == small_mnist[3]).mean() == result.history[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("validation", [0, 128])
+def test_the_epoch_compiles_while_the_data_set_loads(small_mnist_dir, validation):
+    """``load_data`` compiles the epoch from the files' headers alone; ``train`` then compiles no epoch
+    (JAX's compile events name the function)."""
+    from jax import monitoring
+
+    config = small(data_dir=str(small_mnist_dir), validation=validation, epochs=1, seed=validation + 7)
+    compiled = []
+
+    def listen(event, duration, **labels):  # JAX's listener API: the labels vary by event
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(labels.get("fun_name"))
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        data, params, resume = load_data(config)
+        assert data[0].dtype == np.uint8 and "jit(train_epoch)" in compiled
+        compiled.clear()
+        result = train(config, data, params=params, resume=resume)
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert "jit(train_epoch)" not in compiled and result.epochs_run == 1
