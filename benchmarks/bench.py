@@ -67,7 +67,7 @@ MEMORY_GOALS_MB = {  # mlpnn-jax arguments (and --out DIR): max RSS goal
     ("train", "--epochs", "1"): 1500,
 }
 CACHE_ENV_PREFIXES = ("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE", "JAX_ENABLE_COMPILATION_CACHE")
-REACHED = re.compile(r"reached (\d+(?:\.\d+)?)% at epoch (\d+)")
+REACHED = re.compile(r"reached (?:\w+ )?(\d+(?:\.\d+)?)% at epoch (\d+)")  # "reached test 98.0% at epoch 2"
 
 # Runs a command, then writes its max RSS (KiB) to argv[1]: the fallback for /usr/bin/time.
 RUSAGE_WRAPPER = (
