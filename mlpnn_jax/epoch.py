@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -205,16 +204,14 @@ def make_train_epoch(config, layout):
     return jax.jit(train_epoch, donate_argnums=(0,), out_shardings=layout.replicated)
 
 
-def compile_train_epoch(config, layout, n_images, n_test, input_dim):
-    """Compiles ``make_train_epoch(config, layout)`` for data of these sizes (the training images with
-    the validation ones, test images, pixels an image) from their shapes alone, so that it can compile
-    while the data set loads: the first epoch then finds it compiled. Returns nothing."""
+def compile_train_epoch(config, layout, params, n_images, n_test):
+    """Compiles ``make_train_epoch(config, layout)`` from shapes alone, so that it can compile while the
+    data set loads: the first epoch then finds it compiled. ``params``: the initial params' shapes
+    (``jax.eval_shape`` of them); the data: n_images training images (the validation ones included)
+    and n_test test images of uint8 pixels. Returns nothing."""
     replicated = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=layout.replicated)  # noqa: E731
-    dtype, v = jnp.dtype(config.dtype), config.validation
-    sizes = (input_dim, *config.hidden, NUM_CLASSES)
-    params = {}
-    for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
-        params.update({f"W{i}": replicated((a, b), dtype), f"b{i}": replicated((b,), dtype)})
+    dtype, v, input_dim = jnp.dtype(config.dtype), config.validation, params["W1"].shape[0]
+    params = jax.tree.map(lambda a: replicated(a.shape, a.dtype), params)
     opt_state = jax.eval_shape(optim.make_optimizer(config, layout.steps_per_epoch).init, params)
     opt_state = jax.tree.map(lambda a: replicated(a.shape, a.dtype), opt_state)
     images = lambda n: (replicated((n, input_dim), jnp.uint8), replicated((n,), jnp.int32))  # noqa: E731

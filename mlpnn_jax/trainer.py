@@ -222,7 +222,8 @@ def load_data(config, resume_from=None, pixels=None):
     layout = _early_layout(config, sizes)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile") as pool:
         if layout:
-            compiling = pool.submit(E.compile_train_epoch, config, layout, *sizes)
+            shapes = jax.eval_shape(functools.partial(initial_params, config, sizes[2]))
+            compiling = pool.submit(E.compile_train_epoch, config, layout, shapes, *sizes[:2])
         if resume_from is not None:
             resume = load_resume(resume_from, config, dim)
         elif dim:
@@ -293,7 +294,7 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
         if _stop_together(stop) or should_stop(config, history):
             break
     # its own copy of the history: a result kept from epoch 1 stays at epoch 1
-    outputs = None if outputs is None else tuple(np.asarray(a) for a in jax.device_get(outputs))
+    outputs = None if outputs is None else tuple(jax.device_get(outputs))
     return TrainResult(*state, stats, list(history), config, outputs)
 
 
