@@ -106,8 +106,10 @@ def init_names(source):
 
 
 def layouts_from(maker, name, source):
-    """The Layouts a maker (init function or class) yields for 2, 3, 1 or 4 weight layers."""
-    found, errors = [], []
+    """The Layouts a maker (init function or class) yields for 2, 3, 1 or 4 weight layers; failing
+    those, the layout of what it builds with sizes of its own (``Net()``, ``Net(hidden=4)`` making
+    784-4-10), whose sizes every problem then takes."""
+    found, errors, built = [], [], []
     for L in (2, 3, 1, 4):
         sizes = problems.sizes_for("small", L)
         for args, kwargs in _forms(maker, sizes):
@@ -119,11 +121,27 @@ def layouts_from(maker, name, source):
             make = _maker(maker, args, kwargs, sizes)
             layout = layouts.from_object(obj, sizes, make, f"from {name}", init_names(source))
             if layout is not None:
-                found.append(layout)
-                break
-        if found:
+                return [layout], errors
+            built.append((obj, make))
+    if not _forms(maker, problems.sizes_for("small", 2)):
+        defaults = _float64(_parameters(maker))
+        try:  # no sizes to pass: its defaults
+            built.append((maker(**defaults), lambda sizes: maker(**defaults)))
+        except Exception as e:
+            errors.append(e)
+    for obj, make in built:
+        layout = layouts.fixed_from_object(obj, make, f"from {name}", init_names(source))
+        if layout is not None:
+            found.append(layout)
             break
     return found, errors
+
+
+def _parameters(fn):
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
 
 
 def instance_maker(cls, sizes):

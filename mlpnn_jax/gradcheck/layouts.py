@@ -61,6 +61,7 @@ class Layout:
     source: str
     num_layers: int
     bias: bool
+    sizes: tuple | None = None  # (D, H1, ..., K) where the user's code fixes them: every problem has them
 
     def build(self, params, sizes):
         """A fresh container holding the canonical ``params`` in the user's layout."""
@@ -73,7 +74,8 @@ class Layout:
         items = ", ".join(f"{s.label} {tuple(s.user_shape(sizes))}" for s in self.slots)
         kinds = {"dict": "the dict", "list": "the list", "tuple": "the tuple", "args": "the arguments"}
         what = kinds.get(self.kind, "the attributes")
-        return f"params are {what} [{items}]" + (f" {self.source}" if self.source else "")
+        fixed = f" (sizes {'-'.join(map(str, self.sizes))}, as it builds them)" if self.sizes else ""
+        return f"params are {what} [{items}]" + (f" {self.source}" if self.source else "") + fixed
 
 
 def put(obj, path, value):
@@ -158,6 +160,50 @@ def from_object(obj, sizes, make, source, names=None):
     kind = "attributes" if slots[0].path[0][0] == "attr" else type(obj).__name__
     kind = kind if kind in ("dict", "list", "tuple", "attributes") else "attributes"
     return Layout(tuple(slots), kind, make, source, L, biases <= seen)
+
+
+_NOT_PARAMS = re.compile(
+    r"^(x|xs?_\w*|inputs?|data|y|ys?_\w*|targets?|labels?|outputs?|out|y_?hat|a\d*|z\d*|"
+    r"layer\d+|activations?|cache|deltas?|errors?|d\w*|grads?\w*|m_\w*|velocity\w*)$",
+    re.I,
+)
+
+
+def fixed_from_object(obj, make, source, names=None):
+    """The Layout of a container whose sizes its maker fixes (``Net()`` building 784-300-10), read off
+    its arrays: weight matrices chained (in, out) or all (out, in) in the order they are held, then a
+    bias per layer (the first array left of its size). None unless the chain holds every matrix and
+    the sizes all differ."""
+    arrays = [(p, a) for p, a in leaves(obj) if not (p and _NOT_PARAMS.match(str(p[-1][1])))]
+    for transpose in (False, True):
+        chain = []  # (path, (in, out))
+        for path, a in arrays:
+            io = a.shape[::-1] if transpose else a.shape
+            if a.ndim == 2 and (not chain or chain[-1][1][1] == io[0]):
+                chain.append((path, io))
+        matrices = sum(a.ndim == 2 and 1 not in a.shape for _, a in arrays)
+        if len(chain) < 2 or len(chain) < matrices:
+            continue
+        sizes = (chain[0][1][0], *(io[1] for _, io in chain))
+        if len(set(sizes)) < len(sizes):  # 784-10-10: shapes could not tell the layers apart
+            continue
+        slots = [Slot(_name(p, names, i), f"W{i}", p, transpose) for i, (p, _) in enumerate(chain, 1)]
+        used = {p for p, _ in chain}
+        for i, size in enumerate(sizes[1:], 1):
+            forms = {(size,): "flat", (1, size): "row", (size, 1): "col"}
+            path = next((p for p, a in arrays if p not in used and a.shape in forms), None)
+            if path is not None:
+                used.add(path)
+                slots.append(
+                    Slot(_name(path, names, len(slots)), f"b{i}", path, False, forms[get(obj, path).shape])
+                )
+        L, nb = len(chain), len(slots) - len(chain)
+        if nb not in (0, L):
+            continue
+        kind = "attributes" if chain[0][0][0][0] == "attr" else type(obj).__name__
+        kind = kind if kind in ("dict", "list", "tuple", "attributes") else "attributes"
+        return Layout(tuple(slots), kind, make, source, L, nb == L, sizes)
+    return None
 
 
 def _name(path, names, index):

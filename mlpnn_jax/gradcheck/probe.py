@@ -28,9 +28,10 @@ class _Screen:
 
 def _screen(layout, cands, soft, binary=False):
     rng = np.random.default_rng([12345, layout.num_layers])
-    sizes = problems.sizes_for("small", layout.num_layers, binary)
-    params, X, Y = problems._draw(rng, 7, sizes, "small", layout.bias, soft)
-    p = problems.Problem("probe", 7, sizes, "small", params, X, Y)
+    sizes = problems.sizes_for("small", layout.num_layers, binary, layout.sizes)
+    n = problems.free_n(7, sizes)
+    params, X, Y = problems._draw(rng, n, sizes, "small", layout.bias, soft)
+    p = problems.Problem("probe", n, sizes, "small", params, X, Y)
     with np.errstate(all="ignore"):
         grads = [(c, models.backprop(c, params, X, Y)) for c in cands]
         losses = [(c, models.loss_value(c, params, X, Y)) for c in cands]
@@ -89,7 +90,7 @@ def _self_maker(target, layout):
     its class's constructor (GradcheckUsageError, one line, when it cannot be)."""
     if not target.is_method() or layout.kind == "attributes":
         return None
-    sizes = problems.sizes_for("small", layout.num_layers)
+    sizes = problems.sizes_for("small", layout.num_layers, fixed=layout.sizes)
     make, errors = discover.instance_maker(target.cls, sizes)
     if make is not None:
         return make

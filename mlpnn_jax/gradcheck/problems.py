@@ -23,13 +23,14 @@ SPECS = (("n1-small", 1, "small"), ("n7-small", 7, "small"), ("n32-saturated", 3
 FD_PROBLEM = "n7-small"
 _SIZES = {"small": (5, (4, 6, 8, 9), 3), "saturated": (12, (9, 11, 13, 14), 10)}  # D, hidden, K
 REGIMES = {
-    "small": "small weights (0.5 N(0,1), biases 0.1 N(0,1)): unsaturated",
+    "small": "small weights (0.5 N(0,1), x sqrt(16 / fan-in) past 16; biases 0.1 N(0,1)): unsaturated",
     "saturated": "the notebook's N(0,1) first layer and U[0,1) biases, last layer 3 N(0,1): saturated",
 }
 KINK_MIN = 1e-4
 COND_RTOL = 1e-10
 MAX_DRAWS = 100
 SATURATED_LAST = 3.0
+SMALL_FAN_IN = 16  # the drawn sizes' small fan-ins are at most 9: their weights are 0.5 N(0, 1) as before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,18 +83,29 @@ class Problem:
         }
 
 
-def sizes_for(regime, num_layers, binary=False):
-    """(D, H1, ..., K) for a network with ``num_layers`` weight layers (K = 1 when ``binary``)."""
+def sizes_for(regime, num_layers, binary=False, fixed=None):
+    """(D, H1, ..., K) for a network with ``num_layers`` weight layers (K = 1 when ``binary``), or the
+    sizes the user's code fixes (``fixed``: every problem has them)."""
+    if fixed is not None:
+        return tuple(fixed)
     D, hidden, K = _SIZES[regime]
     return (D, *hidden[: num_layers - 1], 1 if binary else K)
+
+
+def free_n(n, sizes):
+    """n, or the next count that is none of the sizes (a user's fixed 784-32-10: n = 33), so that the
+    batch axis stays unambiguous; one example is always n = 1."""
+    while n > 1 and n in sizes:
+        n += 1
+    return n
 
 
 def _draw(rng, n, sizes, regime, bias, soft):
     params, L = {}, len(sizes) - 1
     for i in range(1, L + 1):
         shape = (sizes[i - 1], sizes[i])
-        if regime == "small":
-            params[f"W{i}"] = 0.5 * rng.standard_normal(shape)
+        if regime == "small":  # a fan-in past SMALL_FAN_IN (a user's fixed 784 inputs) is scaled down
+            params[f"W{i}"] = 0.5 * min(1.0, (SMALL_FAN_IN / shape[0]) ** 0.5) * rng.standard_normal(shape)
             b = 0.1 * rng.standard_normal(sizes[i])
         else:
             params[f"W{i}"] = (SATURATED_LAST if i == L and L > 1 else 1.0) * rng.standard_normal(shape)
@@ -108,16 +120,18 @@ def _draw(rng, n, sizes, regime, bias, soft):
     return params, X, Y
 
 
-def make(seed, num_layers, bias, net, soft=False, condition=True, binary=False):
+def make(seed, num_layers, bias, net, soft=False, condition=True, binary=False, fixed=None):
     """The problems for ``net`` (a models.Net), and their expected gradients (jax.grad, float64).
 
     With ``condition=False`` only the kinks are avoided (no jax.grad: nothing compiled), and the
     expected gradients are the numpy backprop's. ``binary``: one output unit (K = 1), 0/1 labels.
+    ``fixed``: the sizes the user's code fixes, for every problem.
     """
     problems, expected = [], {}
     for index, (name, n, regime) in enumerate(SPECS):
         rng = np.random.default_rng([seed, index])
-        sizes = sizes_for(regime, num_layers, binary)
+        sizes = sizes_for(regime, num_layers, binary, fixed)
+        n = free_n(n, sizes)
         best = None
         for attempt in range(MAX_DRAWS):
             params, X, Y = _draw(rng, n, sizes, regime, bias, soft)
