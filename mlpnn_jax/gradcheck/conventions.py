@@ -149,6 +149,8 @@ class Target:
     cls: object = None
     forward: object = None  # the forward function (or method), if given
     forward_name: str = ""
+    own_loss: object = None  # the file's own loss function (or method) beside it, if any
+    own_loss_name: str = ""
 
     def is_method(self):
         return self.cls is not None
@@ -243,18 +245,23 @@ def split_result(result):
     """(loss or None, gradients) of what the function returned."""
     if isinstance(result, tuple | list) and len(result) == 2:
         a, b = result
-        if _scalar(a) and not _scalar(b):
+        if is_scalar(a) and not is_scalar(b):
             return _float(a), b
-        if _scalar(b) and not _scalar(a):
+        if is_scalar(b) and not is_scalar(a):
             return _float(b), a
     if isinstance(result, dict):
-        keys = [k for k in result if isinstance(k, str) and k.lower() in SPLIT_KEYS and _scalar(result[k])]
+        keys = [k for k in result if isinstance(k, str) and k.lower() in SPLIT_KEYS and is_scalar(result[k])]
         if keys:
             return _float(result[keys[0]]), {k: v for k, v in result.items() if k != keys[0]}
     return None, result
 
 
-def _scalar(v):
+def loss_of(v):
+    """The float of a loss (a number, or an array of one number), else None."""
+    return _float(v) if is_scalar(v) else None
+
+
+def is_scalar(v):
     if isinstance(v, bool) or v is None:
         return False
     if isinstance(v, int | float | np.floating | np.integer):

@@ -9,6 +9,7 @@ named like ``input_size``, ``hidden_size``, ``output_size``.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 
@@ -30,6 +31,7 @@ _SIZE_NAMES = {
 _LIST_NAMES = re.compile(
     r"^(sizes|layers|layer_sizes|dims|layer_dims|layers_dims|shape|architecture|topology|nodes|units|neurons)"
 )
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _INIT_NAMES = re.compile(r"(init|create|param|build|make)", re.I)
 
 
@@ -122,19 +124,41 @@ def layouts_from(maker, name, source):
             layout = layouts.from_object(obj, sizes, make, f"from {name}", init_names(source))
             if layout is not None:
                 return [layout], errors
-            built.append((obj, make))
-    if not _forms(maker, problems.sizes_for("small", 2)):
+            built.append((obj, make, False))
+    built += _built_with_data(maker, errors)
+    if not _forms(maker, problems.sizes_for("small", 2)) and not built:
         defaults = _float64(_parameters(maker))
         try:  # no sizes to pass: its defaults
-            built.append((maker(**defaults), lambda sizes: maker(**defaults)))
+            built.append((maker(**defaults), lambda sizes: maker(**defaults), False))
         except Exception as e:
             errors.append(e)
-    for obj, make in built:
+    for obj, make, takes_data in built:
         layout = layouts.fixed_from_object(obj, make, f"from {name}", init_names(source))
         if layout is not None:
-            found.append(layout)
+            found.append(dataclasses.replace(layout, takes_data=takes_data))
             break
     return found, errors
+
+
+def _built_with_data(maker, errors):
+    """[(what the maker builds from a small problem's data, (sizes, X, Y) -> a fresh one, True)] for
+    a constructor whose required arguments are the data (``NeuralNetwork(x, y)``), else []."""
+    required = [p for p in _parameters(maker) if p.default is p.empty and p.kind in _POSITIONAL]
+    roles = [next((r for r in "XY" if p.name.lower() in conventions.ROLE_NAMES[r]), None) for p in required]
+    if "X" not in roles or None in roles or len(set(roles)) < len(roles):
+        return []
+    rng = np.random.default_rng(0)
+    X, labels = rng.random((7, 5)), rng.integers(0, 3, 7)
+
+    def make(sizes, X, Y):
+        return maker(*[X if r == "X" else Y for r in roles])
+
+    for Y in (labels, np.eye(3)[labels], labels[:, None] % 2):
+        try:
+            return [(make((), X, Y), make, True)]
+        except Exception as e:  # this form of labels does not fit the constructor: the next one
+            errors.append(e)
+    return []
 
 
 def _parameters(fn):
@@ -183,13 +207,38 @@ def _maker(maker, args, kwargs, sizes):
     return make
 
 
-def target_for(obj, name, forward=None, forward_name=""):
-    """A Target for a loaded function or Class.method (``obj`` is the function itself)."""
+def target_for(obj, name, module, forward=None, forward_name=""):
+    """A Target for a loaded function or Class.method (``obj`` is the function itself) of the
+    ``load.Module``, with the file's own loss beside it."""
+    cls = None
     if "." in name:
         cls_name, _ = name.split(".", 1)
         cls = obj.__globals__.get(cls_name) if hasattr(obj, "__globals__") else None
-        return conventions.Target(name, obj, cls=cls, forward=forward, forward_name=forward_name)
-    return conventions.Target(name, obj, forward=forward, forward_name=forward_name)
+    loss_name, loss = own_loss(module, name, cls)
+    return conventions.Target(name, obj, cls, forward, forward_name, loss, loss_name)
+
+
+_OWN_LOSS = re.compile(
+    r"^(loss|cost|j|compute_?(loss|cost)|cost_?function|loss_?function|calc(ulate)?_?(loss|cost)|"
+    r"get_?(loss|cost)|objective|cross_?entropy(_loss)?|total_?(loss|cost))$",
+    re.I,
+)
+
+
+def own_loss(module, name, cls):
+    """(its name, the function) of the file's own loss beside the checked function: a function (or, for
+    a method, a method of its class) named ``loss``, ``cost``, ``costFunction``...; ("", None) if none."""
+    if cls is not None:
+        found = [
+            k for k, v in vars(cls).items() if _OWN_LOSS.match(k) and callable(v) and k != name.split(".")[1]
+        ]
+        return (f"{cls.__name__}.{found[0]}", getattr(cls, found[0])) if found else ("", None)
+    found = [
+        k
+        for k, c in module.defs.items()
+        if k != name and isinstance(c.node, ast.FunctionDef) and _OWN_LOSS.match(k) and module.need(k)
+    ]
+    return (found[0], module.namespace[found[0]]) if found else ("", None)
 
 
 def auto_inits(module, exclude):

@@ -106,7 +106,7 @@ def _check(req):
             fname = f"{name.split('.')[0]}.{fname}"
         forward = load.load(fpath, [fname], modules)[0][fname]
         fsource = modules[fpath].sources.get(fname) if "." not in fname else None
-    target = discover.target_for(objs[name], name, forward, req.forward or "")
+    target = discover.target_for(objs[name], name, module, forward, req.forward or "")
     found = _layouts(req, path, name, module, modules, target)
     source = module.sources.get(name.split(".")[0])
     return check_backprop(

@@ -62,10 +62,12 @@ class Layout:
     num_layers: int
     bias: bool
     sizes: tuple | None = None  # (D, H1, ..., K) where the user's code fixes them: every problem has them
+    takes_data: bool = False  # make(sizes, X, Y): the constructor takes the data (then D is the data's)
 
-    def build(self, params, sizes):
-        """A fresh container holding the canonical ``params`` in the user's layout."""
-        obj = self.make(sizes)
+    def build(self, params, sizes, data=()):
+        """A fresh container holding the canonical ``params`` in the user's layout; ``data``: (X, Y) in
+        the call's forms, for a constructor that takes them."""
+        obj = self.make(sizes, *data) if self.takes_data else self.make(sizes)
         for slot in self.slots:
             obj = put(obj, slot.path, slot.to_user(params[slot.canon]))
         return obj
@@ -75,6 +77,7 @@ class Layout:
         kinds = {"dict": "the dict", "list": "the list", "tuple": "the tuple", "args": "the arguments"}
         what = kinds.get(self.kind, "the attributes")
         fixed = f" (sizes {'-'.join(map(str, self.sizes))}, as it builds them)" if self.sizes else ""
+        fixed += ", given the data" if self.takes_data else ""
         return f"params are {what} [{items}]" + (f" {self.source}" if self.source else "") + fixed
 
 

@@ -136,7 +136,35 @@ def _conventions(target, layout, strict, cands):
 
 
 def find(target, layouts, cands, soft, strict_first=False, binary=False):
-    """The Convention to use (raises GradcheckUsageError when nothing runs)."""
+    """The Convention to use, with the file's own loss where it runs (GradcheckUsageError when
+    nothing runs)."""
+    conv, problem = _find(target, layouts, cands, soft, strict_first, binary)
+    return _with_own_loss(conv, problem)
+
+
+def _with_own_loss(conv, problem):
+    """conv, calling the file's own loss too where it takes arguments the checker can give, in the
+    same forms, and returns a number on the probe problem (a loss of another convention is no loss)."""
+    fn = conv.target.own_loss
+    if fn is None:
+        return conv
+    wants = not (conv.target.is_method() and conv.layout.kind == "attributes") and conv.layout.kind != "args"
+    args = conventions.arguments(fn, conv.target.is_method())
+    roles = conventions.assign_roles(args, False, wants, {s.label for s in conv.layout.slots})
+    if roles is None:
+        return conv
+    names = tuple(a for a, _ in args[: len(roles)])
+    lcall = dataclasses.replace(conv.call, names=names, roles=roles, cache=None)
+    with_loss = dataclasses.replace(conv, lcall=lcall)
+    try:
+        res = with_loss.run(problem)
+    except (Exception, SystemExit):  # a loss that does not take these arguments: not the loss
+        return conv
+    return with_loss if res.loss is not None and np.isfinite(res.loss) else conv
+
+
+def _find(target, layouts, cands, soft, strict_first, binary):
+    """(the Convention to use, its probe problem)."""
     best, first_error = None, None
     for index, layout in enumerate(layouts):
         strict = strict_first and index == 0
@@ -152,15 +180,15 @@ def find(target, layouts, cands, soft, strict_first=False, binary=False):
                 first_error = first_error or (conv, e)
                 continue
             if strict:
-                return conv
+                return conv, screen.problem
             score = _score(screen, res, conv, preferred)
             if score[0]:
-                return conv
+                return conv, screen.problem
             settled = settled or (conv.call.per_example == preferred and score[2] == len(layout.slots))
             if best is None or score > best[0]:
-                best = (score, conv)
+                best = (score, conv, screen.problem)
     if best is not None:
-        return best[1]
+        return best[1], best[2]
     if first_error is None:
         raise _no_roles(target)
     conv, e = first_error

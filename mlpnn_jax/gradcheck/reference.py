@@ -25,7 +25,7 @@ from mlpnn_jax.gradcheck import compare, models
 from mlpnn_jax.gradcheck.errors import GradcheckUsageError, usage_error
 from mlpnn_jax.gradcheck.problems import FD_PROBLEM
 from mlpnn_jax.gradcheck.problems import make as draw
-from mlpnn_jax.gradcheck.report import RTOL
+from mlpnn_jax.gradcheck.report import RTOL, Finding
 from mlpnn_jax.gradcheck.runner import invoke
 
 LOSS_RTOL = 1e-9  # two float64 evaluations of the same loss agree to rounding (~1e-15 relative)
@@ -208,14 +208,14 @@ def build(conv, seed, cands, soft, binary=False):
     network, where two float64 references disagree), the results, the Reference, its gradients."""
     L, bias, fixed = conv.layout.num_layers, conv.layout.bias, conv.layout.sizes
     probs, _ = draw(seed, L, bias, cands[0], soft, condition=False, binary=binary, fixed=fixed)
-    results = run_all(conv, probs)
+    results = fit_step(probs, run_all(conv, probs), cands)
     ref, conditioned = _chosen(conv, probs, results, cands), None
     if ref.nets is not None:
         net = dataclasses.replace(ref.net, l2=0.0)
         again, drawn = draw(seed, L, bias, net, soft, binary=binary, fixed=fixed)
         conditioned = (net, drawn)
         if any(a.redrawn != b.redrawn for a, b in zip(again, probs, strict=True)):
-            probs, results = again, run_all(conv, again)
+            probs, results = again, fit_step(again, run_all(conv, again), cands)
             ref = _chosen(conv, probs, results, cands)
     if ref.nets is None:  # differences of the user's own loss: where units saturate it may be log(0)
         _small_enough(conv, probs[0])
@@ -236,6 +236,57 @@ def _small_enough(conv, p):
             f"are too many to difference that loss (at most {FD_USER_MAX}): pass --loss, --activation and "
             "--output to name the network it computes"
         )
+
+
+def fit_step(probs, results, cands):
+    """The results, their gradients divided by the step eta where an in-place update's step is unknown
+    (``Result.unrated``): one eta > 0 for every parameter and problem, the least-squares fit of the
+    changes to the first candidate's gradients, on the one of the problems that suits it best (where a
+    candidate's gradients match the changes divided by its eta on every problem, that candidate's).
+    The fit cannot tell a gradient off by one common factor from the step; the report says so."""
+    if not any(r.unrated for r in results.values()):
+        return results
+    fits = [fit for c in cands if (fit := _step_for(c, probs, results)) is not None]
+    if not fits:
+        return results
+    eta = next((eta for eta, matched in fits if matched), fits[0][0])
+    note = Finding(
+        "in_place",
+        f"the inferred step: eta = {eta:.6g} (a gradient off by one common factor on every parameter "
+        "cannot be told from the step)",
+        level="note",
+    )
+    return {
+        name: dataclasses.replace(
+            r,
+            grads={k: None if g is None else g / eta for k, g in r.grads.items()},
+            findings=(*r.findings, note),
+        )
+        for name, r in results.items()
+    }
+
+
+def _step_for(net, probs, results):
+    """(eta, whether net's gradients then match on every problem) for one candidate, or None."""
+    p = next(q for q in probs if q.name == FD_PROBLEM)
+    got = results[p.name].grads
+    if any(v is None for v in got.values()):
+        return None
+    with np.errstate(all="ignore"):
+        expected = models.backprop(net, p.params, p.X, p.Y)
+        d = np.concatenate([got[k].ravel() for k in got])
+        g = np.concatenate([expected[k].ravel() for k in got])
+        eta = abs(float(d @ g) / float(g @ g)) if float(g @ g) > 0 else 0.0
+        if not np.isfinite(eta) or eta == 0.0:
+            return None
+        matched = all(
+            results[q.name].grads[k] is not None and compare.matches(results[q.name].grads[k] / eta, e[k])
+            for q in probs
+            if q.regime == "small"
+            for e in [models.backprop(net, q.params, q.X, q.Y)]
+            for k in results[q.name].grads
+        )
+    return eta, matched
 
 
 def run_all(conv, probs):

@@ -21,7 +21,13 @@ USABLE = ("ok", "dtype")  # the statuses whose gradient is compared (float32: co
 
 
 class Updated(dict):
-    """Gradients read off an in-place update: (params before - after) / learning rate."""
+    """Gradients read off an in-place update: (params before - after) / learning rate; ``rated``:
+    False where the code's rate could not be set (then they are eta times the gradients, for an eta
+    ``reference.fit_step`` infers)."""
+
+    def __init__(self, rated=True):
+        super().__init__()
+        self.rated = rated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +39,8 @@ class Result:
     canonical name, "ok", "dtype" (float32 or less), "missing", "type", "shape", "transposed" or
     "nonfinite"; ``findings``: what reading it found, then the run's notes; ``loss`` (float) and
     ``outputs`` ((n, K) array): None where the code does not expose them; ``misshapen``: {canonical
-    name: the wrong-shaped array as returned}, for the shape findings' value hints (``findings_against``).
+    name: the wrong-shaped array as returned}, for the shape findings' value hints (``findings_against``);
+    ``unrated``: the gradients are an in-place update's changes at a step the checker could not set.
     """
 
     grads: dict
@@ -44,6 +51,7 @@ class Result:
     loss: float | None
     outputs: np.ndarray | None
     misshapen: dict
+    unrated: bool = False
 
     def findings_against(self, conv, problem, expected):
         """The findings, a wrong shape's reworded with the expected gradients ({canonical: array})
@@ -124,6 +132,7 @@ def parse(calls, conv, problem):
         calls.mean_loss(),
         calls.all_outputs(),
         tally.misshapen,
+        any(isinstance(r, Updated) and not r.rated for r in calls.returned),
     )
 
 

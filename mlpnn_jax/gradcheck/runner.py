@@ -4,6 +4,7 @@ reads (``Convention.run`` does both: the user's code in, one canonical ``result.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -26,6 +27,7 @@ class Convention:
     make_self: object = None  # sizes -> the instance a method is called on, where the params are not
     # its attributes (made by the class's constructor: never a stand-in)
     heads: tuple = ()  # the candidate networks an upstream gradient ("G") is made for
+    lcall: object = None  # the Call of the file's own loss (target.own_loss), where it runs
 
     def describe(self, problem):
         c, t = self.call, self.target
@@ -52,6 +54,8 @@ class Convention:
         if "G" in c.roles:
             grad = c.names[c.roles.index("G")]
             fwd += f" with {grad} = the loss's gradient with respect to its output"
+        if self.lcall is not None:
+            fwd += f", its loss from {t.own_loss_name}({', '.join(self.lcall.names)})"
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
         return text + "; " + self.layout.describe(problem.sizes)
 
@@ -93,6 +97,13 @@ _IN_PLACE = (
 )
 
 
+_UNRATED = (
+    "the code updates the params in place instead of returning gradients, at a step the checker cannot "
+    "set (no learning rate named lr or learning_rate): its gradients are read as (params before - after) "
+    "/ eta, with one eta for every parameter and problem inferred from the changes"
+)
+
+
 class Unsupplied(ValueError):
     """An argument the checker cannot make (the upstream gradient of an output it does not know)."""
 
@@ -115,9 +126,9 @@ def _set_global_rates(fn):
     return names
 
 
-def _updated(conv, obj, params):
+def _updated(conv, obj, params, rated):
     """The gradients of a call that updated the params in place (W -= RATE * dW), or None."""
-    grads = result.Updated()
+    grads = result.Updated(rated)
     for slot in conv.layout.slots:
         before = slot.to_user(params[slot.canon])
         try:
@@ -130,17 +141,36 @@ def _updated(conv, obj, params):
     return grads if any(np.any(g) for g in grads.values()) else None
 
 
+def _lead(conv, obj, sizes):
+    """[the instance a method is called on], or [] for a function."""
+    return [obj if conv.make_self is None else conv.make_self(sizes)] if conv.target.is_method() else []
+
+
+def own_loss(conv, params, x, y, sizes):
+    """The file's own loss on a fresh copy of the params (so that nothing the check calls sees its
+    side effects), or None where the Convention has none."""
+    if conv.lcall is None:
+        return None
+    obj = conv.layout.build(params, sizes, (x.copy(), np.copy(y)))
+    values = {"X": x.copy(), "Y": np.copy(y), "P": obj, "0": 0.0, "R": RATE}
+    raw, _ = conventions.quiet_call(
+        conv.target.own_loss, *_lead(conv, obj, sizes), *_args(conv.lcall, values, conv, obj)
+    )
+    return conventions.loss_of(raw)
+
+
 def _call_once(conv, params, x, y, sizes, canon):
     """One call of the user's code: (its raw return value, the forward's, the params object, warnings).
     ``canon`` is (X rows, one-hot T rows) of what x and y hold, for an upstream gradient."""
-    obj = conv.layout.build(params, sizes)
+    obj = conv.layout.build(params, sizes, (x.copy(), np.copy(y)))
     t = conv.target
-    lead = [obj if conv.make_self is None else conv.make_self(sizes)] if t.is_method() else []
+    lead = _lead(conv, obj, sizes)
     rated = (_set_rates(lead[0]) if lead else []) + _set_global_rates(t.fn)
     values = {"X": x, "Y": y, "P": obj, "0": 0.0, "R": RATE}
     fwd = None
     if t.forward is not None:
         fwd, _ = conventions.quiet_call(t.forward, *lead, *_args(conv.fcall, values, conv, obj))
+        fwd = _stored_output(lead) if fwd is None else fwd
         values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
         if "G" in conv.call.roles:
             values["G"] = upstream(conv, fwd, params, *canon)
@@ -152,16 +182,26 @@ def _call_once(conv, params, x, y, sizes, canon):
     raw, caught = conventions.quiet_call(t.fn, *lead, *args)
     returned = conventions.split_result(raw)[1]
     if returned is None or isinstance(returned, np.ndarray):  # nothing, or the input's gradient
-        grads = _updated(conv, obj, params)
-        if grads is not None and not (rated or "R" in conv.call.roles):
-            raise ValueError(
-                f"{t.name} updated the params in place instead of returning gradients, with a learning rate "
-                f"the checker cannot set (name it lr or learning_rate, as an argument or attribute)"
-            )
+        grads = _updated(conv, obj, params, bool(rated or "R" in conv.call.roles))
         if grads is not None:
             loss = conventions.split_result(raw)[0]
             raw = grads if loss is None else (loss, grads)
     return raw, fwd, obj, caught
+
+
+_OUTPUT_NAMES = re.compile(
+    r"^_?(output|out|y_?hat|y_?pred|pred(iction)?s?|probs?|probabilities|a_?out)$", re.I
+)
+
+
+def _stored_output(lead):
+    """What a forward pass that returns nothing stored as its output (``self.output``), or None."""
+    found = (
+        [v for k, v in vars(lead[0]).items() if _OUTPUT_NAMES.match(k)]
+        if lead and hasattr(lead[0], "__dict__")
+        else []
+    )
+    return found[0] if found and isinstance(found[0], np.ndarray) else None
 
 
 def upstream(conv, fwd, params, X, T):
@@ -215,11 +255,13 @@ def invoke(conv, problem, params=None):
         x0, y0 = np.copy(x), np.copy(y)
         rows = slice(None) if i is None else slice(i, i + 1)
         canon = (problem.X[rows], models.targets(problem.Y, K)[rows])
+        own = own_loss(conv, params, x, y, problem.sizes)
         raw, fwd, obj, caught = _call_once(conv, params, x, y, problem.sizes, canon)
         loss, grads = conventions.split_result(raw)
         loss = _forward_loss(fwd) if loss is None else loss
+        loss = own if loss is None else loss
         if isinstance(grads, result.Updated):
-            out.notes.append(Finding("in_place", _IN_PLACE, level="note"))
+            out.notes.append(Finding("in_place", _IN_PLACE if grads.rated else _UNRATED, level="note"))
         out.returned.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
