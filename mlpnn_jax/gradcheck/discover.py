@@ -140,6 +140,21 @@ def layouts_from(maker, name, source):
     return found, errors
 
 
+def layouts_built(module, cls):
+    """The Layouts of the cls the file's own top-level statements build (``nn = Net(); nn.add(...)``),
+    and the errors building it raised."""
+    found = module.builder(cls.__name__)
+    if found is None:
+        return [], []
+    build, text = found
+    try:
+        obj = build()
+    except Exception as e:  # the statements need what the file loads or computes at run time
+        return [], [e]
+    layout = layouts.fixed_from_object(obj, lambda sizes: build(), f"built as the file builds it ({text})")
+    return ([] if layout is None else [layout]), []
+
+
 def _built_with_data(maker, errors):
     """[(what the maker builds from a small problem's data, (sizes, X, Y) -> a fresh one, True)] for
     a constructor whose required arguments are the data (``NeuralNetwork(x, y)``), else []."""

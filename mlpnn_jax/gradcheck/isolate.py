@@ -155,7 +155,7 @@ def _layouts(req, path, name, module, modules, target):
         return found
     if target.is_method() and target.cls is not None:
         found, _ = discover.layouts_from(target.cls, f"the constructor of {target.cls.__name__}", None)
-        return found
+        return found or discover.layouts_built(module, target.cls)[0]
     found = []
     for iname in discover.auto_inits(module, {name}):
         found += discover.layouts_from(module.namespace[iname], iname, module.sources.get(iname))[0]

@@ -148,6 +148,7 @@ class Module:
         }
         self.loaded = set()
         self.sources = {}
+        self.ran = set()  # the ids of the top-level statements run to build an instance (``builder``)
 
     def need(self, name):
         """Load ``name`` and what it uses; False when the file does not define it."""
@@ -260,6 +261,59 @@ class Module:
                     return True
         return False
 
+    def builder(self, cls_name):
+        """(a function making a fresh instance of the class as the file's own top-level statements
+        build one, those statements' text) or None: ``nn = Cls(...)`` with arguments made of the file's
+        definitions and constants, then the calls on ``nn`` that follow (``nn.add(Dense(784, 128))``),
+        never one that loads, trains or plots (``nn.train(...)``)."""
+        statements, name = [], None
+        for c in self.chunks:
+            node = c.node
+            if name is None and _constructs(node, cls_name):
+                name, statements = node.targets[0].id, [c]
+            elif name is not None and _calls_on(node, name) and not _DATA_CALL.match(node.value.func.attr):
+                statements.append(c)
+            elif name is not None and name in _defines(node):
+                break
+        used = {u for c in statements for u in _uses(c.node) - {name}}
+        if name is None or not all(self.need(u) for u in used if u not in vars(builtins) or u in self.defs):
+            return None
+        self.ran |= {id(c) for c in statements}
+        code = compile(
+            ast.Module(body=[c.node for c in statements], type_ignores=[]), statements[0].filename, "exec"
+        )
+
+        def build():
+            namespace = dict(self.namespace)
+            exec(code, namespace)  # the statements that build the instance, as the file runs them
+            return namespace[name]
+
+        text = "; ".join(c.text.strip().splitlines()[0] for c in statements)
+        return build, f"{statements[0].where}: {text}"
+
+
+def _constructs(node, cls_name):
+    """Whether a statement is ``name = cls_name(...)``."""
+    return (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == cls_name
+    )
+
+
+def _calls_on(node, name):
+    """Whether a statement is a call of a method of ``name`` (``nn.add(...)``)."""
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and isinstance(node.value.func.value, ast.Name)
+        and node.value.func.value.id == name
+    )
+
 
 def split_target(spec):
     """'PATH:NAME' -> (Path, NAME), checking the form (LoadError otherwise)."""
@@ -334,7 +388,7 @@ def _definition_or_docstring(node):
 
 def skipped_summary(module, limit=8):
     """The pieces of the file that were not run, in a few words each."""
-    loaded_chunks = {id(module.defs[n]) for n in module.loaded if n in module.defs}
+    loaded_chunks = {id(module.defs[n]) for n in module.loaded if n in module.defs} | module.ran
     out = list(module.skipped)
     for c in module.chunks:
         if c.node is None:
