@@ -306,7 +306,7 @@ def test_sizes_named_as_keywords_with_defaults_and_a_dtype(tmp_path, change, cod
     assert text in outcome.report
 
 
-# Data passed to the constructor: it cannot be built from layer sizes, but a function of the user's can.
+# Data passed to the constructor: it is built from each problem's data, or by a function of the user's.
 DATA_IN_CONSTRUCTOR = """import numpy as np
 
 
@@ -334,10 +334,11 @@ def make(sizes):
 """
 
 
-def test_the_flag_the_one_line_error_names_builds_the_object(tmp_path):
+def test_a_constructor_that_takes_the_data_is_given_the_problems_or_built_by_init(tmp_path):
     outcome = check(tmp_path, "nn.py", DATA_IN_CONSTRUCTOR, "NeuralNetwork.gradients")
-    assert outcome.code == 2 and "constructor NeuralNetwork(x, y)" in outcome.error
-    assert "pass --init FUNCTION" in outcome.error
+    assert outcome.code == 0, outcome.error + outcome.report
+    first = outcome.report.splitlines()[0]
+    assert "from the constructor of NeuralNetwork (sizes 5-4-3, as it builds them), given the data" in first
     outcome = check(tmp_path, "nn.py", DATA_IN_CONSTRUCTOR, "NeuralNetwork.gradients", init="make")
     assert outcome.code == 0, outcome.error + outcome.report
     assert (
