@@ -121,6 +121,7 @@ ROLE_NAMES = {
         "top_diff",
     },
 }
+ERROR_NAMES = {"error", "err", "errors", "output_error", "error_signal", "out_error", "e_out"}
 RATE_NAMES = ("lr", "learning_rate", "eta", "step_size", "learningrate", "lrate", "l_rate", "rate")
 REG_PREFIXES = ("reg", "lambd", "lam", "l2", "weight_decay", "alpha_reg")
 SPLIT_KEYS = ("loss", "cost", "l", "j")
@@ -131,7 +132,8 @@ class Call:
     """How one function is called: a role per argument, and the data's forms."""
 
     names: tuple  # the argument names (without self)
-    roles: tuple  # "X", "Y", "P", "C", "G" (the upstream gradient), "R" (a learning rate), "0" (a
+    roles: tuple  # "X", "Y", "P", "C", "G" (the upstream gradient), "E" (the error signal: the
+    # upstream gradient times Target.error_sign, ``error = target - output``), "R" (a learning rate), "0" (a
     # regularisation knob: 0.0) or "S:label" (one of the params)
     per_example: bool
     x_form: str  # batch: "rows", "cols"; per example: "vec", "col", "row"
@@ -151,6 +153,9 @@ class Target:
     forward_name: str = ""
     own_loss: object = None  # the file's own loss function (or method) beside it, if any
     own_loss_name: str = ""
+    update: object = None  # the file's own update (gradient_descent(lr), update_weights(net, row, lr))
+    update_name: str = ""
+    error_sign: int = -1  # an error-signal argument ("E") is this times dL/d(output): error = target - output
 
     def is_method(self):
         return self.cls is not None
@@ -176,6 +181,7 @@ def assign_roles(args, has_forward, wants_params, slots=()):
             roles.append(f"S:{name}")
             continue
         role = next((r for r, names in ROLE_NAMES.items() if low in names and r not in used), None)
+        role = "E" if role is None and low in ERROR_NAMES and "E" not in used else role
         if role is None and low in RATE_NAMES:
             role = "R"
         if role is None and low.startswith(REG_PREFIXES):
@@ -192,7 +198,7 @@ def assign_roles(args, has_forward, wants_params, slots=()):
             if not free:
                 return None
             role = free[0]
-        if role in ("C", "G") and not has_forward:
+        if role in ("C", "G", "E") and not has_forward:
             return None
         roles.append(role)
         if role not in ("0", "C", "R"):  # several arguments may take parts of the forward's result

@@ -155,6 +155,24 @@ def layouts_built(module, cls):
     return ([] if layout is None else [layout]), []
 
 
+def error_sign(module, fn):
+    """-1 where the file computes the checked function's error-signal argument as ``error = target -
+    output`` (or says nothing), +1 where as ``output - target``: its sign, as the author's own loop
+    makes it."""
+    args = {a for a, _ in conventions.arguments(fn, False) if a.lower() in conventions.ERROR_NAMES}
+    for c in module.chunks:
+        for node in ast.walk(c.node) if c.node is not None else ():
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id in args for t in node.targets)
+                and isinstance(node.value, ast.BinOp)
+                and isinstance(node.value.op, ast.Sub)
+            ):
+                first = ast.unparse(node.value.left).lower()
+                return -1 if re.search(r"targ|expect|desired|label|\by\b|truth", first) else 1
+    return -1
+
+
 def _built_with_data(maker, errors):
     """[(what the maker builds from a small problem's data, (sizes, X, Y) -> a fresh one, True)] for
     a constructor whose required arguments are the data (``NeuralNetwork(x, y)``), else []."""
@@ -229,8 +247,12 @@ def target_for(obj, name, module, forward=None, forward_name=""):
     if "." in name:
         cls_name, _ = name.split(".", 1)
         cls = obj.__globals__.get(cls_name) if hasattr(obj, "__globals__") else None
-    loss_name, loss = own_loss(module, name, cls)
-    return conventions.Target(name, obj, cls, forward, forward_name, loss, loss_name)
+    loss_name, loss = own_function(module, name, cls, _OWN_LOSS)
+    update_name, update = own_function(module, name, cls, _OWN_UPDATE)
+    sign = error_sign(module, obj)
+    return conventions.Target(
+        name, obj, cls, forward, forward_name, loss, loss_name, update, update_name, sign
+    )
 
 
 _OWN_LOSS = re.compile(
@@ -240,18 +262,25 @@ _OWN_LOSS = re.compile(
 )
 
 
-def own_loss(module, name, cls):
-    """(its name, the function) of the file's own loss beside the checked function: a function (or, for
-    a method, a method of its class) named ``loss``, ``cost``, ``costFunction``...; ("", None) if none."""
+_OWN_UPDATE = re.compile(
+    r"^(gradient_?descent|update(_?(weights|params|parameters|network))?|step|apply_?gradients?|sgd|"
+    r"optimi[sz]e|learn|descend)$",
+    re.I,
+)
+
+
+def own_function(module, name, cls, pattern):
+    """(its name, the function) of the file's own loss (``_OWN_LOSS``: ``loss``, ``costFunction``...)
+    or update (``_OWN_UPDATE``: ``gradient_descent``, ``update_weights``...) beside the checked
+    function: a function, or for a method a method of its class; ("", None) if none."""
     if cls is not None:
-        found = [
-            k for k, v in vars(cls).items() if _OWN_LOSS.match(k) and callable(v) and k != name.split(".")[1]
-        ]
+        own = name.split(".")[1]
+        found = [k for k, v in vars(cls).items() if pattern.match(k) and callable(v) and k != own]
         return (f"{cls.__name__}.{found[0]}", getattr(cls, found[0])) if found else ("", None)
     found = [
         k
         for k, c in module.defs.items()
-        if k != name and isinstance(c.node, ast.FunctionDef) and _OWN_LOSS.match(k) and module.need(k)
+        if k != name and isinstance(c.node, ast.FunctionDef) and pattern.match(k) and module.need(k)
     ]
     return (found[0], module.namespace[found[0]]) if found else ("", None)
 

@@ -29,10 +29,30 @@ class Slot:
     path: tuple
     transpose: bool = False
     bias_form: str = "flat"
+    augmented: bool = False  # a part of an array whose last column (transpose: (out, in + 1)) or last row
+    # ((in + 1, out)) is the bias, for an input augmented with a 1
 
     @property
     def is_weight(self):
         return self.canon[0] == "W"
+
+    def _part(self):
+        """The index of this slot's part of an augmented array."""
+        line = slice(None, -1) if self.is_weight else -1
+        return (slice(None), line) if self.transpose else (line, slice(None))
+
+    def read(self, obj):
+        """This slot's array in ``obj`` (its part, for an augmented one)."""
+        arr = get(obj, self.path)
+        return np.asarray(arr)[self._part()] if self.augmented else arr
+
+    def write(self, obj, value):
+        """``obj`` with this slot's array (or part) set to ``value`` (in the user's layout)."""
+        if not self.augmented:
+            return put(obj, self.path, value)
+        whole = np.array(get(obj, self.path), dtype=np.float64)
+        whole[self._part()] = value
+        return put(obj, self.path, whole)
 
     def user_shape(self, sizes):
         i = int(self.canon[1:])
@@ -69,7 +89,7 @@ class Layout:
         the call's forms, for a constructor that takes them."""
         obj = self.make(sizes, *data) if self.takes_data else self.make(sizes)
         for slot in self.slots:
-            obj = put(obj, slot.path, slot.to_user(params[slot.canon]))
+            obj = slot.write(obj, slot.to_user(params[slot.canon]))
         return obj
 
     def describe(self, sizes):
@@ -145,7 +165,7 @@ def identify(shape, sizes):
 def from_object(obj, sizes, make, source, names=None):
     """The Layout of a container (or instance) built for ``sizes``; None unless it holds every weight."""
     slots, seen = [], set()
-    for path, arr in leaves(obj):
+    for path, arr in param_leaves(obj):
         found = identify(arr.shape, sizes)
         if found is None or found[0] in seen:
             continue
@@ -167,39 +187,41 @@ def from_object(obj, sizes, make, source, names=None):
 
 _NOT_PARAMS = re.compile(
     r"^(x|xs?_\w*|inputs?|data|y|ys?_\w*|targets?|labels?|outputs?|out|y_?hat|a\d*|z\d*|"
-    r"layer\d+|activations?|cache|deltas?|errors?|d\w*|grads?\w*|m_\w*|velocity\w*)$",
+    r"activations?|cache|deltas?|errors?|d(w|b|z|a|x|h)\w*|d_\w*|derivatives?|grads?\w*|m_\w*|velocity\w*)$",
     re.I,
 )
+
+
+def param_leaves(obj):
+    """``leaves(obj)`` without the arrays whose names say they are no parameters (``self.input``,
+    ``self.activations[1]``, ``self.dW``)."""
+    return [
+        (p, a)
+        for p, a in leaves(obj)
+        if not any(_NOT_PARAMS.match(str(key)) for kind, key in p if kind != "idx")
+    ]
 
 
 def fixed_from_object(obj, make, source, names=None):
     """The Layout of a container whose sizes its maker fixes (``Net()`` building 784-300-10), read off
     its arrays: weight matrices chained (in, out) or all (out, in) in the order they are held, then a
-    bias per layer (the first array left of its size). None unless the chain holds every matrix and
-    the sizes all differ."""
-    arrays = [(p, a) for p, a in leaves(obj) if not (p and _NOT_PARAMS.match(str(p[-1][1])))]
-    for transpose in (False, True):
-        chain = []  # (path, (in, out))
-        for path, a in arrays:
-            io = a.shape[::-1] if transpose else a.shape
-            if a.ndim == 2 and (not chain or chain[-1][1][1] == io[0]):
-                chain.append((path, io))
-        matrices = sum(a.ndim == 2 and 1 not in a.shape for _, a in arrays)
-        if len(chain) < 2 or len(chain) < matrices:
+    bias per layer (the first array left of its size); or chained with one more input each, the
+    bias as their last column or row (an input augmented with a 1). None unless the chain holds every
+    matrix and the sizes all differ."""
+    arrays = param_leaves(obj)
+    matrices = sum(a.ndim == 2 and 1 not in a.shape for _, a in arrays)
+    for augmented, transpose in itertools.product((False, True), (False, True)):
+        chain = _chain(arrays, transpose, augmented)
+        if len(chain) < max(2, matrices):
             continue
-        sizes = (chain[0][1][0], *(io[1] for _, io in chain))
+        sizes = (chain[0][1][0] - augmented, *(io[1] for _, io in chain))
         if len(set(sizes)) < len(sizes):  # 784-10-10: shapes could not tell the layers apart
             continue
         slots = [Slot(_name(p, names, i), f"W{i}", p, transpose) for i, (p, _) in enumerate(chain, 1)]
-        used = {p for p, _ in chain}
-        for i, size in enumerate(sizes[1:], 1):
-            forms = {(size,): "flat", (1, size): "row", (size, 1): "col"}
-            path = next((p for p, a in arrays if p not in used and a.shape in forms), None)
-            if path is not None:
-                used.add(path)
-                slots.append(
-                    Slot(_name(path, names, len(slots)), f"b{i}", path, False, forms[get(obj, path).shape])
-                )
+        if augmented:
+            slots = _augmented(slots)
+        else:
+            slots += _biases(obj, arrays, sizes, {p for p, _ in chain}, names, len(slots))
         L, nb = len(chain), len(slots) - len(chain)
         if nb not in (0, L):
             continue
@@ -207,6 +229,40 @@ def fixed_from_object(obj, make, source, names=None):
         kind = kind if kind in ("dict", "list", "tuple", "attributes") else "attributes"
         return Layout(tuple(slots), kind, make, source, L, nb == L, sizes)
     return None
+
+
+def _chain(arrays, transpose, augmented):
+    """[(path, (in, out))] of the 2-d arrays, in order, each taking the last one's outputs (plus 1)."""
+    chain = []
+    for path, a in arrays:
+        io = a.shape[::-1] if transpose else a.shape
+        if a.ndim == 2 and (not chain or chain[-1][1][1] + augmented == io[0]):
+            chain.append((path, io))
+    return chain
+
+
+def _augmented(weights):
+    """Each augmented array's two slots: its weights, then its last column (or row), the bias."""
+    out = []
+    for w in weights:
+        part = "[:, :-1]" if w.transpose else "[:-1]"
+        bias = "[:, -1]" if w.transpose else "[-1]"
+        out.append(dataclasses.replace(w, label=w.label + part, augmented=True))
+        out.append(dataclasses.replace(w, label=w.label + bias, canon="b" + w.canon[1:], augmented=True))
+    return out
+
+
+def _biases(obj, arrays, sizes, used, names, first):
+    """A bias slot per layer where an unused array has its size ((H,), (1, H) or (H, 1))."""
+    slots, used = [], set(used)
+    for i, size in enumerate(sizes[1:], 1):
+        forms = {(size,): "flat", (1, size): "row", (size, 1): "col"}
+        path = next((p for p, a in arrays if p not in used and a.shape in forms), None)
+        if path is not None:
+            used.add(path)
+            form = forms[get(obj, path).shape]
+            slots.append(Slot(_name(path, names, first + len(slots)), f"b{i}", path, False, form))
+    return slots
 
 
 def _name(path, names, index):

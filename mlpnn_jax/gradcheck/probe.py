@@ -120,18 +120,26 @@ def _conventions(target, layout, strict, cands):
         if froles is None:
             return []
         fcalls = [(fargs, froles)]
+    uroles = None
+    if target.update is not None:
+        uargs = conventions.arguments(target.update, target.is_method())
+        uroles = conventions.assign_roles(uargs, False, wants, slots)
     out = []
     for call in conventions.calls(target, wants, prefer_cols, slots):
-        fcall = None
+        fcall = ucall = None
         if fcalls[0] is not None:
             fargs, froles = fcalls[0]
             fcall = conventions.Call(
                 tuple(a for a, _ in fargs[: len(froles)]), froles, call.per_example, call.x_form, call.y_form
             )
+        if uroles is not None:
+            names = tuple(a for a, _ in uargs[: len(uroles)])
+            ucall = conventions.Call(names, uroles, call.per_example, call.x_form, call.y_form)
         several = call.roles.count("C") > 1
         for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
             c = dataclasses.replace(call, cache=cache)
-            out.append(runner.Convention(target, layout, c, fcall, strict, make_self, tuple(cands)))
+            conv = runner.Convention(target, layout, c, fcall, strict, make_self, tuple(cands), ucall=ucall)
+            out.append(conv)
     return out
 
 

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import compare, conventions, layouts, models, result
+from mlpnn_jax.gradcheck import compare, conventions, models, result
 from mlpnn_jax.gradcheck.report import Finding
 
 RATE = 1.0  # the learning rate the checker passes (or sets): an in-place update is - RATE * gradient
@@ -28,6 +28,8 @@ class Convention:
     # its attributes (made by the class's constructor: never a stand-in)
     heads: tuple = ()  # the candidate networks an upstream gradient ("G") is made for
     lcall: object = None  # the Call of the file's own loss (target.own_loss), where it runs
+    ucall: object = None  # the Call of the file's own update (target.update), where the backprop stores
+    # its gradients for it (self.derivatives, neuron["delta"]) instead of returning or applying them
 
     def describe(self, problem):
         c, t = self.call, self.target
@@ -54,6 +56,11 @@ class Convention:
         if "G" in c.roles:
             grad = c.names[c.roles.index("G")]
             fwd += f" with {grad} = the loss's gradient with respect to its output"
+        if "E" in c.roles:
+            sign = "target - output" if t.error_sign < 0 else "output - target"
+            fwd += f" with {c.names[c.roles.index('E')]} = {sign}, as the file computes it"
+        if self.ucall is not None:
+            fwd += f", then {t.update_name}({', '.join(self.ucall.names)}) to apply what it stores"
         if self.lcall is not None:
             fwd += f", its loss from {t.own_loss_name}({', '.join(self.lcall.names)})"
         text = f"called {t.name}({args}) {how}{fwd}, {data}, {labels}"
@@ -86,9 +93,7 @@ class Calls:
 
 def _args(call, roles_values, conv=None, obj=None):
     slots = {s.label: s for s in conv.layout.slots} if conv is not None else {}
-    return [
-        layouts.get(obj, slots[r[2:]].path) if r.startswith("S:") else roles_values[r] for r in call.roles
-    ]
+    return [slots[r[2:]].read(obj) if r.startswith("S:") else roles_values[r] for r in call.roles]
 
 
 _IN_PLACE = (
@@ -132,7 +137,7 @@ def _updated(conv, obj, params, rated):
     for slot in conv.layout.slots:
         before = slot.to_user(params[slot.canon])
         try:
-            now = np.asarray(layouts.get(obj, slot.path), dtype=np.float64)
+            now = np.asarray(slot.read(obj), dtype=np.float64)
         except (KeyError, IndexError, AttributeError, TypeError, ValueError):
             return None
         if now.shape != before.shape:
@@ -174,6 +179,8 @@ def _call_once(conv, params, x, y, sizes, canon):
         values["C"] = fwd if conv.call.cache in (None, "all") else _item(fwd, conv.call.cache)
         if "G" in conv.call.roles:
             values["G"] = upstream(conv, fwd, params, *canon)
+        if "E" in conv.call.roles:
+            values["E"] = t.error_sign * upstream(conv, fwd, params, *canon)
     args = _args(conv.call, values, conv, obj)
     if conv.call.cache == "all":
         spots = [i for i, r in enumerate(conv.call.roles) if r == "C"]
@@ -181,8 +188,14 @@ def _call_once(conv, params, x, y, sizes, canon):
             args[i] = _item(fwd, j)
     raw, caught = conventions.quiet_call(t.fn, *lead, *args)
     returned = conventions.split_result(raw)[1]
+    if conventions.is_scalar(raw):  # a training step that returns its loss: (loss, its update)
+        raw, returned = (conventions.loss_of(raw), None), None
+    rated = rated or "R" in conv.call.roles
+    if returned is None and conv.ucall is not None and _updated(conv, obj, params, True) is None:
+        _, more = conventions.quiet_call(t.update, *lead, *_args(conv.ucall, values, conv, obj))
+        caught, rated = [*caught, *more], rated or "R" in conv.ucall.roles
     if returned is None or isinstance(returned, np.ndarray):  # nothing, or the input's gradient
-        grads = _updated(conv, obj, params, bool(rated or "R" in conv.call.roles))
+        grads = _updated(conv, obj, params, bool(rated))
         if grads is not None:
             loss = conventions.split_result(raw)[0]
             raw = grads if loss is None else (loss, grads)
@@ -226,8 +239,9 @@ def upstream(conv, fwd, params, X, T):
         flip = out.ndim == 2 and out.shape != G.shape and out.shape == G.T.shape and len(X) > 1
         return G.T if flip else G.reshape(out.shape)
     what = compare.describe_value(fwd)
+    role = "G" if "G" in conv.call.roles else "E"
     raise Unsupplied(
-        f"{conv.target.name} takes {conv.call.names[conv.call.roles.index('G')]}, the loss's gradient "
+        f"{conv.target.name} takes {conv.call.names[conv.call.roles.index(role)]}, the loss's gradient "
         f"with respect to the output of {conv.target.forward_name}, but that output ({what}) is neither "
         "the logits nor the outputs of any candidate network, so the checker cannot make it (is the "
         "forward pass right?)"
@@ -260,8 +274,9 @@ def invoke(conv, problem, params=None):
         loss, grads = conventions.split_result(raw)
         loss = _forward_loss(fwd) if loss is None else loss
         loss = own if loss is None else loss
-        if isinstance(grads, result.Updated):
-            out.notes.append(Finding("in_place", _IN_PLACE if grads.rated else _UNRATED, level="note"))
+        note = Finding("in_place", _IN_PLACE if getattr(grads, "rated", True) else _UNRATED, level="note")
+        if isinstance(grads, result.Updated) and note not in out.notes:
+            out.notes.append(note)
         out.returned.append(grads)
         out.losses.append(loss)
         source = fwd if fwd is not None else None
@@ -270,6 +285,17 @@ def invoke(conv, problem, params=None):
         )
         out.notes += [_warning(w) for w in caught]
         out.notes += _mutations(conv, obj, params, problem.sizes, (x, x0, "X"), (y, y0, "Y"))
+    return _zero_updates(conv, params, out)
+
+
+def _zero_updates(conv, params, out):
+    """The Calls, where some calls updated the params in place and others changed nothing (every unit
+    saturated: a zero gradient), with those read as zero gradients too."""
+    updates = [r for r in out.returned if isinstance(r, result.Updated)]
+    if updates:
+        zero = result.Updated(updates[0].rated)
+        zero.update({s.label: np.zeros(s.to_user(params[s.canon]).shape) for s in conv.layout.slots})
+        out.returned = [zero if r is None else r for r in out.returned]
     return out
 
 
@@ -301,7 +327,7 @@ def _mutations(conv, obj, params, sizes, *data):
     changed = []
     for slot in conv.layout.slots:
         try:
-            now = layouts.get(obj, slot.path)
+            now = slot.read(obj)
             same = isinstance(now, np.ndarray) and np.array_equal(now, slot.to_user(params[slot.canon]))
         except (KeyError, IndexError, AttributeError, TypeError):
             same = False
