@@ -253,6 +253,36 @@ def test_fixed_sizes_in_the_constructor_are_the_problems_sizes(tmp_path):
     )
 
 
+WRONG_BIAS = """import numpy as np
+
+
+class Net:
+    def __init__(self, n_in, n_hidden, n_out):
+        self.W1, self.b1 = np.zeros((n_in, n_hidden)), np.zeros(n_hidden + 1)
+        self.W2, self.b2 = np.zeros((n_hidden, n_out)), np.zeros(n_out)
+
+    def forward(self, X):
+        self.h = np.tanh(X @ self.W1 + self.b1)
+        return self.h @ self.W2 + self.b2
+
+    def backward(self, X, y):
+        return {}
+"""
+
+
+def test_a_forward_pass_that_crashes_is_reported_as_the_users_exception(tmp_path):
+    # b1 has one entry too many: the user's own exception and line, and the array the checker could
+    # not read named, not a stand-in error
+    outcome = check(tmp_path, "net.py", WRONG_BIAS, "Net.backward", forward="forward")
+    assert outcome.code == 2 and "\n" not in outcome.error
+    assert outcome.error.startswith("Net.backward(X, y) raised ValueError: operands could not be broadcast")
+    assert "at net.py, line 10: `self.h = np.tanh(X @ self.W1 + self.b1)`" in outcome.error
+    assert "built [self.W1 (5, 4), self.b1 (5,), self.W2 (4, 3), self.b2 (3,)] for layer sizes [5, 4, 3]" in (
+        outcome.error
+    )
+    assert "File " in outcome.traceback and "net.py" in outcome.traceback
+
+
 # Sizes as keywords with defaults beside a list of hidden sizes, and float32 unless told otherwise.
 SIZED_BY_KEYWORD = """import numpy as np
 

@@ -38,6 +38,7 @@ ROLE_NAMES = {
         "in_",
         "activation",
         "batch_x",
+        "row",
     },
     "Y": {
         "y",
@@ -217,10 +218,16 @@ def calls(target, wants_params, prefer_cols, slots=()):
         return []
     names = tuple(a for a, _ in args[: len(roles)])
     xname = names[roles.index("X")] if "X" in roles else ""
-    per_first = xname in ("x", "a", "sample", "example", "img", "image", "inp", "input")
+    per_first = xname in ("x", "a", "sample", "example", "img", "image", "inp", "input", "row")
     out = []
     for per in (per_first, not per_first):
-        xs = ("col", "vec", "row") if per and prefer_cols else ("vec", "col", "row") if per else None
+        xs = (
+            ("col", "vec", "row", "vecy")
+            if per and prefer_cols
+            else ("vec", "col", "row", "vecy")
+            if per
+            else None
+        )
         xs = xs or (("cols", "rows") if prefer_cols else ("rows", "cols"))
         for xf in xs:
             ys = (
@@ -236,7 +243,10 @@ def calls(target, wants_params, prefer_cols, slots=()):
     return out
 
 
-def x_value(call, X):
+def x_value(call, X, label=None):
+    """X in the call's form; "vecy": one example's x with its label last (a data set's row)."""
+    if call.x_form == "vecy":
+        return np.append(X, float(np.argmax(label)) if np.ndim(label) else float(label))
     return {"rows": X, "cols": X.T, "vec": X, "col": X[:, None], "row": X[None, :]}[call.x_form]
 
 
@@ -287,6 +297,8 @@ def find_outputs(obj, n, K, per_example):
     wanted = (
         [((K,), False), ((K, 1), True), ((1, K), False)] if per_example else [((n, K), False), ((K, n), True)]
     )
+    if isinstance(obj, list) and obj and all(isinstance(v, int | float) for v in obj):
+        obj = np.asarray(obj, dtype=np.float64)  # a plain-Python network's outputs
     items = [obj] if isinstance(obj, np.ndarray) else [a for _, a in leaves(obj)]
     for arr in items:
         if not isinstance(arr, np.ndarray):

@@ -66,13 +66,14 @@ def usage_error(conv, problem, exc):
     at = f" at {line}" if line else ""
     return UserCodeError(
         f"{conv.target.name}({args}) raised {type(exc).__name__}: {str(exc).strip()}{at} (on {where})"
-        + _fixed_sizes(conv, problem.sizes),
+        + _unreadable_arrays(conv, problem.sizes),
         user_traceback(exc),
     )
 
 
-def _fixed_sizes(conv, sizes):
-    """Why a method may fail on the checker's problems: its constructor makes arrays of its own sizes."""
+def _unreadable_arrays(conv, sizes):
+    """Why a method may fail on the checker's problems: its constructor, given these layer sizes, builds
+    arrays the checker could not read as a network of them (an array of a wrong shape?)."""
     if conv.make_self is None:
         return ""
     try:
@@ -82,8 +83,10 @@ def _fixed_sizes(conv, sizes):
     arrays = [f"{layouts.label(path)} {arr.shape}" for path, arr in layouts.leaves(made)]
     if not arrays:
         return ""
+    net = "-".join(map(str, sizes))
     return (
-        f"; {discover.signature(type(made))} makes arrays of its own sizes [{', '.join(arrays)}] that the "
-        f"checker's layer sizes {list(sizes)} do not change (fixed sizes are not supported yet): pass "
-        f"--init FUNCTION, a function of yours that takes the layer sizes and returns a {type(made).__name__}"
+        f"; {discover.signature(type(made))} built [{', '.join(arrays)}] for layer sizes {list(sizes)}, "
+        f"which the checker could not read as the weights and biases of a {net} network (an array of a wrong "
+        f"shape?); or pass --init FUNCTION, a function of yours that takes the layer sizes and returns a "
+        f"{type(made).__name__}"
     )

@@ -106,6 +106,8 @@ def put(obj, path, value):
     if not path:
         return value
     kind, key = path[0]
+    if kind == "rows":  # a list of dicts each holding one row under key: [{"weights": [...]}, ...]
+        return [{**d, key: [float(v) for v in row]} for d, row in zip(obj, value, strict=True)]
     if kind == "attr":
         setattr(obj, key, put(getattr(obj, key), path[1:], value))
         return obj
@@ -120,8 +122,24 @@ def put(obj, path, value):
 
 def get(obj, path):
     for kind, key in path:
+        if kind == "rows":
+            return np.array([d[key] for d in obj], dtype=np.float64)
         obj = getattr(obj, key) if kind == "attr" else obj[key]
     return obj
+
+
+def _rows_key(obj):
+    """The key under which every dict of a list holds a list of numbers of one length (a layer of
+    neurons: [{"weights": [w..., bias]}, ...]), or None."""
+    if not (isinstance(obj, list) and obj and all(isinstance(d, dict) for d in obj)):
+        return None
+    for key, first in obj[0].items():
+        rows = [d.get(key) for d in obj]
+        if all(isinstance(r, list) and r and len(r) == len(first) for r in rows) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for r in rows for v in r
+        ):
+            return key
+    return None
 
 
 def leaves(obj, path=(), depth=0):
@@ -130,6 +148,8 @@ def leaves(obj, path=(), depth=0):
         yield path, obj
     elif depth >= _MAX_DEPTH:
         return
+    elif (key := _rows_key(obj)) is not None:
+        yield (*path, ("rows", key)), get(obj, (("rows", key),))
     elif isinstance(obj, dict):
         for k, v in obj.items():
             yield from leaves(v, (*path, ("key", k)), depth + 1)
@@ -144,7 +164,7 @@ def leaves(obj, path=(), depth=0):
 def label(path, root="params"):
     text = "self" if path and path[0][0] == "attr" else root
     for kind, key in path:
-        text += f".{key}" if kind == "attr" else f"[{key!r}]"
+        text += f".{key}" if kind == "attr" else f"[j][{key!r}]" if kind == "rows" else f"[{key!r}]"
     return text
 
 
@@ -245,8 +265,9 @@ def _augmented(weights):
     """Each augmented array's two slots: its weights, then its last column (or row), the bias."""
     out = []
     for w in weights:
-        part = "[:, :-1]" if w.transpose else "[:-1]"
-        bias = "[:, -1]" if w.transpose else "[-1]"
+        rows = w.path[-1][0] == "rows"  # neuron j's list: its weights, then its bias
+        part = "[:-1]" if rows or not w.transpose else "[:, :-1]"
+        bias = "[-1]" if rows or not w.transpose else "[:, -1]"
         out.append(dataclasses.replace(w, label=w.label + part, augmented=True))
         out.append(dataclasses.replace(w, label=w.label + bias, canon="b" + w.canon[1:], augmented=True))
     return out

@@ -41,6 +41,7 @@ class Convention:
             "vec": "x a vector (D,)",
             "col": "x a column (D, 1)",
             "row": "x a row (1, D)",
+            "vecy": "x a vector (D + 1,) with its label last",
         }[c.x_form]
         labels = {
             "int": "integer labels",
@@ -264,7 +265,7 @@ def invoke(conv, problem, params=None):
     out = Calls([], [], [], [])
     items = [(problem.X[i], i) for i in range(problem.n)] if c.per_example else [(None, None)]
     for xi, i in items:
-        x = conventions.x_value(c, xi) if c.per_example else X.copy()
+        x = conventions.x_value(c, xi, problem.Y[i]) if c.per_example else X.copy()
         y = conventions.y_value(c, problem.Y[i] if c.per_example else problem.Y, K)
         x0, y0 = np.copy(x), np.copy(y)
         rows = slice(None) if i is None else slice(i, i + 1)
