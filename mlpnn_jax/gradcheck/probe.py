@@ -138,8 +138,10 @@ def _conventions(target, layout, strict, cands):
         several = call.roles.count("C") > 1
         for cache in ("all",) if several else (None, 1, 0) if "C" in call.roles else (None,):
             c = dataclasses.replace(call, cache=cache)
-            conv = runner.Convention(target, layout, c, fcall, strict, make_self, tuple(cands), ucall=ucall)
+            conv = runner.Convention(target, layout, c, fcall, strict, make_self, tuple(cands))
             out.append(conv)
+            if ucall is not None:  # then the file's own update, for a backprop that stores its gradients
+                out.append(dataclasses.replace(conv, ucall=ucall))
     return out
 
 
