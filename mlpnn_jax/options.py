@@ -231,6 +231,12 @@ def add_gradcheck_parser(sub, func):
     )
     p.add_argument("--init", metavar="NAME", help="the function that makes the params from the layer sizes")
     p.add_argument(
+        "--setup",
+        metavar="CODE",
+        help="Python statements run in the file's namespace before the check (e.g. 'net = Net(); "
+        "net.add(Dense(5, 4))'); an instance of the checked method's class they bind is the one checked",
+    )
+    p.add_argument(
         "--loss",
         choices=LOSS_NAMES,
         help="the loss (default: inferred; the notebook's ce when nothing is exposed)",

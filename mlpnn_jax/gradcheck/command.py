@@ -115,7 +115,7 @@ def cmd_gradcheck(args, signals):
     for name, value in (("--timeout", args.timeout), ("--memory-limit", args.memory_limit)):
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be positive; got {value:g}")
-    keys = ("loss", "forward", "init", "activation", "output", "l2", "soft_targets", "seed")
+    keys = ("loss", "forward", "init", "setup", "activation", "output", "l2", "soft_targets", "seed")
     request = {k: getattr(args, k) for k in keys}
     loss_options = {k: v for k in LOSS_OPTIONS if (v := getattr(args, k)) is not None}
     bounds = {"timeout": args.timeout, "memory_limit": args.memory_limit}

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from mlpnn_jax.gradcheck import conventions, layouts, problems
+from mlpnn_jax.gradcheck import conventions, layouts, problems, statements
 from mlpnn_jax.gradcheck.conventions import RATE_NAMES
 
 # A whole name: the stem, then at most a layer number or a word for a size ("dtype" is no D, "keep" no K).
@@ -141,18 +141,35 @@ def layouts_from(maker, name, source):
 
 
 def layouts_built(module, cls):
-    """The Layouts of the cls the file's own top-level statements build (``nn = Net(); nn.add(...)``),
-    and the errors building it raised."""
-    found = module.builder(cls.__name__)
+    """The Layouts of the cls the file's own top-level statements build (``nn = Net(); nn.add(...)``)."""
+    found = statements.from_file(module, cls.__name__)
     if found is None:
-        return [], []
+        return []
     build, text = found
     try:
-        obj = build()
-    except Exception as e:  # the statements need what the file loads or computes at run time
-        return [], [e]
-    layout = layouts.fixed_from_object(obj, lambda sizes: build(), f"built as the file builds it ({text})")
-    return ([] if layout is None else [layout]), []
+        build()
+    except Exception:  # the statements need what the file loads or computes at run time: not these
+        return []
+    return layouts_of((build, f"built as the file builds it ({text})"))
+
+
+def holds_nothing(target):
+    """Whether the target's class, built as ``instance_maker`` builds it, holds no float arrays while
+    neither the method nor the forward takes params (then nothing can be checked)."""
+    make, _ = instance_maker(target.cls, problems.sizes_for("small", 2))
+    if make is None or any(True for _ in layouts.leaves(make(problems.sizes_for("small", 2)))):
+        return False
+    names = conventions.ROLE_NAMES["P"]
+    fns = [f for f in (target.fn, target.forward) if f is not None]
+    takes = any(a.lower() in names for f in fns for a, _ in conventions.arguments(f, True))
+    return not takes and not layouts.argument_guesses(fns, True)  # nor W1, b1, ... as arguments
+
+
+def layouts_of(built):
+    """The Layouts of what ``(build, how)`` builds (an instance, made afresh by ``build()``)."""
+    build, how = built
+    layout = layouts.fixed_from_object(build(), lambda sizes: build(), how)
+    return [] if layout is None else [layout]
 
 
 def error_sign(module, fn):

@@ -45,6 +45,7 @@ class Request:
     target: str
     forward: str | None = None
     init: str | None = None
+    setup: str | None = None
     loss: str | None = None
     activation: str | None = None
     output: str | None = None
@@ -94,11 +95,12 @@ def check_file(target, *, forward=None, init=None, loss=None, seed=0, **options)
 
 def _check(req):
     """Load the user's code and check it: the Report."""
-    from mlpnn_jax.gradcheck import check_backprop, discover, load
+    from mlpnn_jax.gradcheck import check_backprop, discover, load, statements
 
     path, name = load.split_target(req.target)
     modules = {}
     objs, module = load.load(path, [name], modules)
+    built = statements.from_setup(module, req.setup, name) if req.setup else None
     forward, fsource = None, None
     if req.forward:
         fpath, fname = _named(req.forward, path)
@@ -107,7 +109,7 @@ def _check(req):
         forward = load.load(fpath, [fname], modules)[0][fname]
         fsource = modules[fpath].sources.get(fname) if "." not in fname else None
     target = discover.target_for(objs[name], name, module, forward, req.forward or "")
-    found = _layouts(req, path, name, module, modules, target)
+    found = discover.layouts_of(built) if built else _layouts(req, path, name, module, modules, target)
     source = module.sources.get(name.split(".")[0])
     return check_backprop(
         target,
@@ -155,7 +157,16 @@ def _layouts(req, path, name, module, modules, target):
         return found
     if target.is_method() and target.cls is not None:
         found, _ = discover.layouts_from(target.cls, f"the constructor of {target.cls.__name__}", None)
-        return found or discover.layouts_built(module, target.cls)[0]
+        found = found or discover.layouts_built(module, target.cls)
+        if not found and discover.holds_nothing(target):
+            name = target.cls.__name__
+            raise load.LoadError(
+                f"{discover.signature(target.cls)} builds an instance that holds no parameter arrays, and "
+                f"{target.name} takes none: its layers are added by code the checker does not run (inside "
+                f"a function?); pass --setup 'net = {name}(); net.add(...)' with the statements that build "
+                "one, or --init FUNCTION"
+            )
+        return found
     found = []
     for iname in discover.auto_inits(module, {name}):
         found += discover.layouts_from(module.namespace[iname], iname, module.sources.get(iname))[0]

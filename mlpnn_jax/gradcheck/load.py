@@ -20,7 +20,16 @@ from pathlib import Path
 
 from mlpnn_jax.gradcheck.source import LoadError, read_chunks
 
-__all__ = ["LoadError", "NotPython3", "load", "precheck", "skipped_summary", "split_target"]
+__all__ = [
+    "LoadError",
+    "NotPython3",
+    "defines",
+    "load",
+    "precheck",
+    "skipped_summary",
+    "split_target",
+    "uses",
+]
 
 _PRIVATE = "_mlpnn_gradcheck_user_"
 _SAFE_CALLS = {
@@ -64,13 +73,13 @@ def _stub(broken):
     return stub
 
 
-_DATA_CALL = re.compile(
+DATA_CALL = re.compile(
     r"^(read|load|open|fetch|download|urlopen|urlretrieve|genfromtxt|input|train|fit|show|plot|savefig|run|main|get_data|mnist)",
     re.I,
 )
 
 
-def _defines(node):
+def defines(node):
     """The names a top-level statement binds."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return {node.name}
@@ -95,7 +104,7 @@ def _bound(target):
     return set()
 
 
-def _uses(node):
+def uses(node):
     """The free names a statement reads (a function's own arguments and locals left out)."""
     loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     local = set()
@@ -109,7 +118,7 @@ def _uses(node):
     return loads - local
 
 
-def _attr_uses(node, alias):
+def _attruses(node, alias):
     return {
         n.attr
         for n in ast.walk(node)
@@ -124,7 +133,7 @@ def _runs_code(node, local_defs):
             f = n.func
             if isinstance(f, ast.Name) and (f.id in local_defs or f.id not in _SAFE_CALLS):
                 return True
-            if isinstance(f, ast.Attribute) and _DATA_CALL.match(f.attr):
+            if isinstance(f, ast.Attribute) and DATA_CALL.match(f.attr):
                 return True
     return False
 
@@ -139,7 +148,7 @@ class Module:
         self.broken = {b.name: b for c in self.chunks for b in c.broken}  # "helper", "Net.train"
         for c in self.chunks:
             if c.node is not None:
-                for name in _defines(c.node):
+                for name in defines(c.node):
                     self.defs[name] = c  # the last binding wins, as when the file runs
         self.namespace = {
             "__name__": _PRIVATE + re.sub(r"\W", "_", path.stem),
@@ -172,7 +181,7 @@ class Module:
                 "import: not run)"
             )
             return True
-        for used in sorted(_uses(node) - {name}):
+        for used in sorted(uses(node) - {name}):
             if used not in vars(builtins) or used in self.defs:
                 self.need(used)
         self._exec(chunk)
@@ -246,7 +255,7 @@ class Module:
         proxy = types.ModuleType(mod.namespace["__name__"])
         for c in self.chunks:
             if c.node is not None and isinstance(c.node, ast.FunctionDef | ast.ClassDef):
-                for attr in _attr_uses(c.node, alias):
+                for attr in _attruses(c.node, alias):
                     if mod.need(attr):
                         setattr(proxy, attr, mod.namespace[attr])
         self.namespace[alias] = proxy
@@ -260,59 +269,6 @@ class Module:
                     self.namespace[name] = self.module(sib).namespace[name]
                     return True
         return False
-
-    def builder(self, cls_name):
-        """(a function making a fresh instance of the class as the file's own top-level statements
-        build one, those statements' text) or None: ``nn = Cls(...)`` with arguments made of the file's
-        definitions and constants, then the calls on ``nn`` that follow (``nn.add(Dense(784, 128))``),
-        never one that loads, trains or plots (``nn.train(...)``)."""
-        statements, name = [], None
-        for c in self.chunks:
-            node = c.node
-            if name is None and _constructs(node, cls_name):
-                name, statements = node.targets[0].id, [c]
-            elif name is not None and _calls_on(node, name) and not _DATA_CALL.match(node.value.func.attr):
-                statements.append(c)
-            elif name is not None and name in _defines(node):
-                break
-        used = {u for c in statements for u in _uses(c.node) - {name}}
-        if name is None or not all(self.need(u) for u in used if u not in vars(builtins) or u in self.defs):
-            return None
-        self.ran |= {id(c) for c in statements}
-        code = compile(
-            ast.Module(body=[c.node for c in statements], type_ignores=[]), statements[0].filename, "exec"
-        )
-
-        def build():
-            namespace = dict(self.namespace)
-            exec(code, namespace)  # the statements that build the instance, as the file runs them
-            return namespace[name]
-
-        text = "; ".join(c.text.strip().splitlines()[0] for c in statements)
-        return build, f"{statements[0].where}: {text}"
-
-
-def _constructs(node, cls_name):
-    """Whether a statement is ``name = cls_name(...)``."""
-    return (
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Name)
-        and node.value.func.id == cls_name
-    )
-
-
-def _calls_on(node, name):
-    """Whether a statement is a call of a method of ``name`` (``nn.add(...)``)."""
-    return (
-        isinstance(node, ast.Expr)
-        and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Attribute)
-        and isinstance(node.value.func.value, ast.Name)
-        and node.value.func.value.id == name
-    )
 
 
 def split_target(spec):
