@@ -238,7 +238,7 @@ def test_a_class_the_checker_cannot_build_is_one_line_naming_its_constructor(tmp
     assert outcome.error.startswith(
         "cannot build the Needs to call Needs.backprop on from its constructor Needs(data, config)"
     )
-    assert "pass --init FUNCTION" in outcome.error and "'dict' object" not in outcome.error
+    assert "pass --setup 'net = Needs(...)'" in outcome.error and "'dict' object" not in outcome.error
 
 
 def test_fixed_sizes_in_the_constructor_are_the_problems_sizes(tmp_path):

@@ -103,8 +103,9 @@ def _unbuildable(target, sizes, why):
     name, signature = target.cls.__name__, discover.signature(target.cls)
     return GradcheckUsageError(
         f"cannot build the {name} to call {target.name} on from its constructor {signature} (tried "
-        f"with layer sizes such as {list(sizes)} and with no arguments){why}; pass --init FUNCTION, a "
-        f"function of yours that takes the layer sizes and returns a {name}"
+        f"with layer sizes such as {list(sizes)} and with no arguments){why}; pass --setup 'net = "
+        f"{name}(...)' with the statements that build one, or --init FUNCTION, a function of yours that "
+        f"takes the layer sizes and returns a {name}"
     )
 
 
