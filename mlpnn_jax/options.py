@@ -210,8 +210,6 @@ def add_report_parser(sub, func):
 
 def add_gradcheck_parser(sub, func):
     """The gradcheck subcommand's arguments."""
-    from mlpnn_jax.gradcheck.names import ACTIVATION_NAMES, LOSS_NAMES
-
     p = sub.add_parser(
         "gradcheck",
         help="check a hand-written backprop against jax.grad",
@@ -236,18 +234,6 @@ def add_gradcheck_parser(sub, func):
         help="Python statements run in the file's namespace before the check (e.g. 'net = Net(); "
         "net.add(Dense(5, 4))'); an instance of the checked method's class they bind is the one checked",
     )
-    p.add_argument(
-        "--loss",
-        choices=LOSS_NAMES,
-        help="the loss (default: inferred; the notebook's ce when nothing is exposed)",
-    )
-    p.add_argument(
-        "--activation",
-        choices=ACTIVATION_NAMES,
-        help="hidden activation",
-    )
-    p.add_argument("--output", choices=["softmax", "sigmoid"], help="the output layer")
-    p.add_argument("--l2", type=float, help="the L2 coefficient lambda (the loss adds lambda/2 sum W**2)")
     p.add_argument("--soft-targets", action="store_true", help="pass target distributions (n, K)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the test problems")
@@ -259,11 +245,26 @@ def add_gradcheck_parser(sub, func):
         help="memory the checked code may use (default 4, at most what is free)",
     )
     add_class_options(p)
+    add_network_options(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_network_options(p):
+    """gradcheck's options that name the network where the code does not expose it."""
+    from mlpnn_jax.gradcheck.names import ACTIVATION_NAMES, LOSS_NAMES
+
+    p.add_argument(
+        "--loss",
+        choices=LOSS_NAMES,
+        help="the loss (default: inferred; the notebook's ce when nothing is exposed)",
+    )
+    p.add_argument("--activation", choices=ACTIVATION_NAMES, help="hidden activation")
+    p.add_argument("--output", choices=["softmax", "sigmoid"], help="the output layer")
+    p.add_argument("--l2", type=float, help="the L2 coefficient lambda (the loss adds lambda/2 sum W**2)")
     p.add_argument("--label-smoothing", type=float, help="smooth_ce's eps (0.1)")
     p.add_argument("--gamma", type=float, help="focal's gamma (2.0)")
     p.add_argument("--margin", type=float, help="hinge's margin (1.0)")
-    p.set_defaults(func=func)
-    return p
 
 
 def add_class_options(p):
