@@ -1,5 +1,9 @@
-"""What both gallery truth tests share: the problem sizes, centred differences of an author's own loss,
-and the error measure. The ground truth of every gallery label is that finite-difference gradient."""
+"""What the gallery truth tests share: the problem sizes, centred differences of an author's own loss,
+the error measure, and loading only the definitions a file needs. The ground truth of every gallery
+label is that finite-difference gradient."""
+
+import ast
+import types
 
 import numpy as np
 
@@ -42,3 +46,31 @@ def labels(rng, n=N, k=K):
     """Integer labels with every class present, so that no output unit's gradient is trivially zero."""
     y = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
     return rng.permutation(y)
+
+
+def definitions(source_chunks, wanted):
+    """Execute only the named top-level definitions in ``source_chunks``, and the imports they use."""
+    nodes = []
+    for chunk in source_chunks:
+        try:
+            nodes += ast.parse(chunk).body
+        except SyntaxError:
+            continue  # a Python 2 statement: not needed
+    kept = [
+        node
+        for node in nodes
+        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
+        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
+    ]
+    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
+    imports = [
+        node
+        for node in nodes
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any((a.asname or a.name).split(".")[0] in used for a in node.names)
+    ]
+    namespace = {}
+    exec(compile(ast.Module(imports + kept, []), "<gallery>", "exec"), namespace)
+    missing = set(wanted) - set(namespace)
+    assert not missing, f"definitions not found: {missing}"
+    return types.SimpleNamespace(**namespace)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fd_truth import AGREE, DISAGREE, D, H, K, N, finite_differences, labels, relative_error
+from fd_truth import AGREE, DISAGREE, D, H, K, N, definitions, finite_differences, labels, relative_error
 
 GALLERY = Path(__file__).resolve().parent / "gallery_wild"
 MANIFEST = json.loads((GALLERY / "MANIFEST.json").read_text())
@@ -40,34 +40,6 @@ def load_module(relpath):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def definitions(source_chunks, wanted):
-    """Execute only the named top-level definitions in ``source_chunks``, and the imports they use."""
-    nodes = []
-    for chunk in source_chunks:
-        try:
-            nodes += ast.parse(chunk).body
-        except SyntaxError:
-            continue  # a Python 2 statement: not needed
-    kept = [
-        node
-        for node in nodes
-        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
-        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
-    ]
-    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
-    imports = [
-        node
-        for node in nodes
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        and any((a.asname or a.name).split(".")[0] in used for a in node.names)
-    ]
-    namespace = {}
-    exec(compile(ast.Module(imports + kept, []), "<gallery>", "exec"), namespace)
-    missing = set(wanted) - set(namespace)
-    assert not missing, f"definitions not found: {missing}"
-    return types.SimpleNamespace(**namespace)
 
 
 def top_level_blocks(text):
