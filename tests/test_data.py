@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -98,6 +99,19 @@ def test_load_small_set(tmp_path: Path, gz: tuple[bool, ...], dtype: str) -> Non
     np.testing.assert_array_equal(y_train, arrays[TRAIN_LABELS])
     np.testing.assert_array_equal(y_test, arrays[TEST_LABELS])
     assert x_train.min() == 0.0 and x_train.max() == 1.0
+
+
+def test_a_gzip_file_of_several_members_and_zero_padding_loads_whole(tmp_path: Path) -> None:
+    """gzip's own reading: members one after another make one stream, zeros after the last are padding."""
+    arrays = make_arrays()
+    write_set(tmp_path, arrays)
+    payload = (tmp_path / TRAIN_IMAGES).read_bytes()
+    (tmp_path / TRAIN_IMAGES).unlink()
+    cuts = (0, 5, 17, len(payload))  # the header split across two members
+    members = b"".join(gzip.compress(payload[a:b]) for a, b in itertools.pairwise(cuts))
+    (tmp_path / f"{TRAIN_IMAGES}.gz").write_bytes(members + bytes(64))
+    x_train, *_ = load_mnist(tmp_path, dtype="uint8")
+    np.testing.assert_array_equal(x_train, arrays[TRAIN_IMAGES].reshape(7, -1))
 
 
 def test_data_dir_may_be_str(tmp_path: Path) -> None:
