@@ -48,6 +48,24 @@ def labels(rng, n=N, k=K):
     return rng.permutation(y)
 
 
+def needed_nodes(nodes, wanted):
+    """(the imports of the names they use, the named top-level definitions) among the statements ``nodes``."""
+    kept = [
+        node
+        for node in nodes
+        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
+        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
+    ]
+    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
+    imports = []
+    for node in nodes:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
+            if names:
+                imports.append(type(node)(**{**node.__dict__, "names": names}))
+    return imports, kept
+
+
 def definitions(source_chunks, wanted):
     """Execute only the named top-level definitions in ``source_chunks``, and the imports they use."""
     nodes = []
@@ -56,19 +74,7 @@ def definitions(source_chunks, wanted):
             nodes += ast.parse(chunk).body
         except SyntaxError:
             continue  # a Python 2 statement: not needed
-    kept = [
-        node
-        for node in nodes
-        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
-        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
-    ]
-    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
-    imports = [
-        node
-        for node in nodes
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        and any((a.asname or a.name).split(".")[0] in used for a in node.names)
-    ]
+    imports, kept = needed_nodes(nodes, wanted)
     namespace = {}
     exec(compile(ast.Module(imports + kept, []), "<gallery>", "exec"), namespace)
     missing = set(wanted) - set(namespace)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fd_truth import AGREE, DISAGREE, D, H, K, N, finite_differences, labels, relative_error
+from fd_truth import AGREE, DISAGREE, D, H, K, N, finite_differences, labels, needed_nodes, relative_error
 
 GALLERY = Path(__file__).resolve().parent / "gallery_holdout"
 MANIFEST = json.loads((GALLERY / "MANIFEST.json").read_text())
@@ -43,21 +43,7 @@ def definitions(path, wanted, siblings=None):
     ``siblings`` maps a sibling module name to the definitions of it that are needed; the sibling
     is then replaced by a module holding only those (its own top-level code never runs).
     """
-    nodes = ast.parse(Path(path).read_text()).body
-    kept = [
-        node
-        for node in nodes
-        if (isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in wanted)
-        or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in wanted for t in node.targets))
-    ]
-    used = {n.id for node in kept for n in ast.walk(node) if isinstance(n, ast.Name)}
-    imports = []
-    for node in nodes:
-        if not isinstance(node, ast.Import | ast.ImportFrom):
-            continue
-        names = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
-        if names:
-            imports.append(type(node)(**{**node.__dict__, "names": names}))
+    imports, kept = needed_nodes(ast.parse(Path(path).read_text()).body, wanted)
     saved = {name: sys.modules.get(name) for name in siblings or {}}
     try:
         for name, needed in (siblings or {}).items():
