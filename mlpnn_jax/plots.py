@@ -33,7 +33,7 @@ def _save(fig, path):
     plt = _pyplot()
     buf = io.BytesIO()
     # margins set by each figure, not tight_layout or bbox_inches="tight": each draws the figure once
-    # more to measure its text, a third of the time a figure takes
+    # more to measure its text, about a quarter of the time a figure takes (0.31 -> 0.23 s for three)
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
