@@ -72,9 +72,7 @@ def render_epochs(results):
     return head + "\n" + table(headers, rows)
 
 
-def render_training(result, target, goal):
-    if "skipped" in result:
-        return f"Time to {100 * target:.0f}% test accuracy: skipped ({result['skipped']})"
+def render_training(result, target, goal, start):
     rows = [
         [
             r["config"],
@@ -92,12 +90,19 @@ def render_training(result, target, goal):
         verdict += "; not every run reached the target, so the ratio compares unequal work"
     commands = "\n".join(f"  {r['config']}: {r['command']}" for r in result["rows"])
     return (
-        f"Time to {100 * target:.0f}% test accuracy, whole process, interleaved"
+        f"Time to {100 * target:.0f}% test accuracy, whole process, {start}, interleaved"
         f" ({len(result['rows'][0]['each_s'])} repeats)\n{commands}\n{table(headers, rows)}\n"
         f"ratio ours / baseline (medians): {result['ratio_median']:.2f}"
         f"  (goal <= {goal}: {verdict})\n"
         f"{result['cache']}"
     )
+
+
+def render_trainings(result, target, goal):
+    """The cold and the warm table, or why there are none."""
+    if "skipped" in result:
+        return [f"Time to {100 * target:.0f}% test accuracy: skipped ({result['skipped']})"]
+    return [render_training(result[start], target, goal, start) for start in ("cold", "warm")]
 
 
 def render_memory(rows):
@@ -121,7 +126,7 @@ def render(results, target, goal):
         f"mlpnn-jax benchmarks, mode {mode}",
         render_environment(results["environment"]),
         render_epochs(results),
-        render_training(results["train_vs_baseline"], target, goal),
+        *render_trainings(results["train_vs_baseline"], target, goal),
         render_memory(results["memory"]),
         f"benchmark runtime {duration(results['runtime_s'])}",
     ]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mlpnn_jax import __version__, options
-from mlpnn_jax.devices import SetupError, setup_jax
+from mlpnn_jax.devices import SetupError, cache_dir, setup_jax
 from mlpnn_jax.lock import RunError, RunWriteError
 from mlpnn_jax.options import UsageError, flag
 from mlpnn_jax.terminal import FAILED, USAGE_ERROR, Signals, progress, say
@@ -67,12 +67,17 @@ def _saved_config(path, given):
     return saved
 
 
+def _start_jax(args, x64):
+    """JAX as the command line asks, compiled programs kept in the user's cache folder; the jax module."""
+    return setup_jax(**options.platform_options(args), x64=x64, cache=cache_dir())
+
+
 def cmd_train(args, signals):
     from mlpnn_jax.data import load_pixels_async
 
     config, resume_from, done = _train_config(args)
     pixels = load_pixels_async(config.data_dir)  # while JAX imports: this far, nothing imported it
-    jax = setup_jax(**options.platform_options(args), x64=config.dtype == "float64")
+    jax = _start_jax(args, x64=config.dtype == "float64")
     from mlpnn_jax.runs import TrainRun
 
     run = None
@@ -199,7 +204,7 @@ def cmd_evaluate(args, signals):
     from mlpnn_jax import checkpoint, evaluation, runs
 
     model = evaluation.read_run(runs.recover(args.run_dir), args.loss)  # a swap cut short: the run put back
-    setup_jax(**options.platform_options(args), x64=model.dtype == "float64")
+    _start_jax(args, x64=model.dtype == "float64")
     from mlpnn_jax.data import load_mnist
 
     data_dir = args.data_dir if args.data_dir is not None else model.data_dir
@@ -235,7 +240,7 @@ def cmd_reproduce(args, signals):
 def _reproduce(args, signals, run):
     from mlpnn_jax import runs
 
-    setup_jax(**options.platform_options(args), x64=args.dtype == "float64")
+    _start_jax(args, x64=args.dtype == "float64")
     from mlpnn_jax import plots
 
     plots.preload()  # matplotlib imports while the experiment runs: a stopped run's figures come sooner
@@ -350,7 +355,7 @@ def cmd_report(args, signals):
     from mlpnn_jax import report
 
     # 64-bit JAX keeps a float64 run's params float64; float32 params stay float32
-    setup_jax(**options.platform_options(args), x64=True)
+    _start_jax(args, x64=True)
     print(f"wrote {report.write_report(args.run_dir)}")
     return 0
 

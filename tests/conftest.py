@@ -8,9 +8,10 @@ Compiled programs are shared between the tests of one session through JAX's comp
 temporary directory: each ``train`` call jits a fresh epoch whose XLA compile takes seconds and whose run
 on the small test sets takes milliseconds, and many tests train the same configuration several times (a
 full run, an interrupted one, its resumption). The cache hands back the executable XLA built for the
-same program, so what runs is unchanged. Child processes (``python -m mlpnn_jax``) do not get it: they
-start, compile and time their signals as a user's run does. gradcheck's children keep their own cache,
-as a user's do, in a folder of this session (MLPNN_JAX_CACHE_DIR) instead of the user's cache folder.
+same program, so what runs is unchanged. Child processes (``python -m mlpnn_jax`` and gradcheck's
+children) keep theirs as a user's do, in a folder of this session (MLPNN_JAX_CACHE_DIR) instead of the
+user's cache folder; tests/test_faults.py starts its children without one, cold, so that a signal timed
+to land in the start-up does.
 
 Under pytest-xdist (one worker per core) each worker's numpy uses one BLAS thread: two workers each
 spinning two OpenBLAS threads on two cores made the per-example checks of 784-wide nets 5-10x slower.
@@ -37,7 +38,7 @@ jax.config.update("jax_enable_x64", True)
 _XLA_CACHE = tempfile.mkdtemp(prefix="mlpnn-jax-test-xla-cache-")
 jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)  # a config value: not inherited by children
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-os.environ["MLPNN_JAX_CACHE_DIR"] = os.path.join(_XLA_CACHE, "gradcheck")  # inherited by children
+os.environ["MLPNN_JAX_CACHE_DIR"] = os.path.join(_XLA_CACHE, "children")  # inherited by children
 
 import pytest  # noqa: E402
 

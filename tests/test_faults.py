@@ -22,15 +22,18 @@ from mlpnn_jax import checkpoint as ckpt
 from mlpnn_jax import runs
 from mlpnn_jax.cli import main
 from mlpnn_jax.data import write_mnist
+from mlpnn_jax.devices import CACHE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "16", "--batch-size", "128"]
-# one CPU device and this checkout's code in every child process
+# one CPU device and this checkout's code in every child process, which starts cold
 ENV = {
     **{k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")},
     "PYTHONPATH": str(ROOT),
     "PYTHONUNBUFFERED": "1",
     "JAX_PLATFORMS": "cpu",
+    # no compilation cache: every child starts cold, so a signal timed to land in the start-up does
+    CACHE_ENV: "",
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpnn_jax.gradcheck.isolate import CACHE_ENV, cache_dir
+from mlpnn_jax.devices import CACHE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = str(ROOT / "tests/gallery/correct.py:backprop")
@@ -140,33 +140,3 @@ def test_class_mode_children_keep_no_cache(tmp_path):
     assert proc.returncode == 1, proc.stderr  # one right, one wrong
     assert HIT not in proc.stderr
     assert not ours.exists() and not any(theirs.iterdir())
-
-
-@pytest.mark.parametrize(
-    ("ours", "xdg", "where"),
-    [
-        (None, None, "HOME/.cache/mlpnn-jax"),
-        (None, "XDG", "XDG/mlpnn-jax"),
-        (None, "relative", "HOME/.cache/mlpnn-jax"),  # the XDG spec: a relative path is ignored
-        ("OURS/cache", "XDG", "OURS/cache"),
-        ("", "XDG", None),
-    ],
-)
-def test_the_cache_folder(tmp_path, monkeypatch, ours, xdg, where):
-    def at(text):
-        return (
-            text.replace("HOME", str(tmp_path / "home"))
-            .replace("XDG", str(tmp_path / "xdg"))
-            .replace("OURS", str(tmp_path / "ours"))
-        )
-
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name, value in ((CACHE_ENV, ours), ("XDG_CACHE_HOME", xdg)):
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, at(value))
-    found = cache_dir()
-    assert found == (None if where is None else Path(at(where)))
-    if found is not None:
-        assert found.is_dir() and oct(found.stat().st_mode & 0o777) == "0o700"

@@ -19,7 +19,7 @@ def run_gradcheck(
 
     ``isolate=False`` runs the same request in this process (no time limit, the user's prints go to
     this process's stdout; what the tests use). The child keeps its compiled programs in JAX's
-    persistent compilation cache in ``isolate.cache_dir()`` (class mode's children keep none).
+    persistent compilation cache in ``devices.cache_dir()`` (class mode's children keep none).
 
     ``request`` holds the fields of ``gradcheck.isolate.Request`` (loss, forward, init, as_json...).
     The report (table or JSON) goes to ``out``; whatever the user's code printed, and for exit 2 the
@@ -28,7 +28,8 @@ def run_gradcheck(
     (bad PATH:NAME, the code raised, hung, exited or ran out of ``memory_limit`` GB); with ``as_json``
     exit 2 also prints a JSON object to ``out``.
     """
-    from mlpnn_jax.gradcheck.isolate import Outcome, Request, cache_dir, run_file, run_isolated
+    from mlpnn_jax.devices import cache_dir
+    from mlpnn_jax.gradcheck.isolate import Outcome, Request, run_file, run_isolated
     from mlpnn_jax.gradcheck.load import LoadError, precheck
 
     out = sys.stdout if out is None else out

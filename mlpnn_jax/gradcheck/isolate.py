@@ -8,9 +8,9 @@ The child starts with ``python -P`` (no current directory on ``sys.path``) and n
 folder to it: the user's own modules are loaded under private names (see ``load``).
 
 The child is the only process that imports JAX. It may keep JAX's compiled programs in a persistent
-compilation cache (``cache_dir``: the user's own cache folder), so that a second check of the same shapes
-compiles nothing; a cache entry is the executable XLA built for the same program, so it never changes a
-result, and a folder that cannot be used is simply not used.
+compilation cache (``devices.cache_dir``: the user's own cache folder), so that a second check of the
+same shapes compiles nothing; a cache entry is the executable XLA built for the same program, so it
+never changes a result, and a folder that cannot be used is simply not used.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ import threading
 import warnings
 from pathlib import Path
 
+from mlpnn_jax.devices import CACHE_WARNING, cache_environment
+
 DEFAULT_MEMORY_GB = 4.0  # the child's address space: JAX on the CPU needs about 1.5 GB of it
 OUTPUT_LIMIT = 64 * 1024  # bytes of the user's own output kept
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _ORPHANED = 3  # the child's exit status when its parent was gone before it could watch it
-CACHE_ENV = "MLPNN_JAX_CACHE_DIR"  # the compilation cache's folder; set but empty: no cache
-# what JAX warns when a cache entry cannot be read or written: it compiles the program instead
-_CACHE_WARNING = "Error (reading|writing) persistent compilation cache"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +175,7 @@ def _layouts(req, path, name, module, modules, target):
 def child_main(request_path, result_path, parent, pipe_fd, memory):
     """The child: bound itself, read the request, run it, write the Outcome (JSON) to result_path."""
     _bound_self(parent, pipe_fd, memory)
-    warnings.filterwarnings("ignore", message=_CACHE_WARNING)  # a damaged entry: compiled afresh
+    warnings.filterwarnings("ignore", message=CACHE_WARNING)  # a damaged entry: compiled afresh
     req = Request(**json.loads(Path(request_path).read_text()))
     try:
         outcome = run_file(req)
@@ -246,13 +245,13 @@ def run_isolated(req, timeout, memory_limit=None, cache=None):
     ``memory_limit`` GB of address space (``memory_bytes``), the first OUTPUT_LIMIT bytes of its output,
     and no process left behind (the child's process group is killed on every way out of here; if this
     process is killed, the child sees it and kills its group). ``cache``: the folder of JAX's persistent
-    compilation cache for the child (``cache_dir``), or None: none, whatever the environment says.
+    compilation cache for the child (``devices.cache_dir``), or None: none, whatever the environment says.
     """
     memory = memory_bytes(memory_limit)
     with tempfile.TemporaryDirectory(prefix="mlpnn-gradcheck-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps(dataclasses.asdict(req)))
-        returncode, chatter = _run_child(request, result, timeout, memory, _cache_env(cache))
+        returncode, chatter = _run_child(request, result, timeout, memory, cache_environment(cache))
         if returncode is None:
             return Outcome(
                 2,
@@ -271,41 +270,6 @@ def run_isolated(req, timeout, memory_limit=None, cache=None):
         note = f"; the check allows {memory / 1e9:.3g} GB of memory (--memory-limit)"
         outcome = dataclasses.replace(outcome, error=outcome.error + note)
     return outcome, chatter
-
-
-def cache_dir():
-    """The folder of the single check's compilation cache: $MLPNN_JAX_CACHE_DIR (set but empty: none),
-    else $XDG_CACHE_HOME/mlpnn-jax, else ~/.cache/mlpnn-jax; made if missing (private to this user).
-    None where there is none, or it cannot be made, is not a folder this user owns and can write, or
-    others can write to it (what they wrote there would run as the next check's reference)."""
-    given = os.environ.get(CACHE_ENV)
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    try:
-        if given is not None:
-            path = Path(given).expanduser() if given else None
-        else:  # the XDG spec: a relative XDG_CACHE_HOME is ignored
-            path = (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "mlpnn-jax"
-        if path is None:
-            return None
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.stat()
-    except (OSError, RuntimeError):  # RuntimeError: no home directory
-        return None
-    private = st.st_uid == os.getuid() and not st.st_mode & 0o022
-    return path if private and os.access(path, os.W_OK | os.X_OK) else None
-
-
-def _cache_env(cache):
-    """The child's environment variables of JAX's persistent compilation cache in ``cache`` (None: off)."""
-    if cache is None:
-        return {"JAX_ENABLE_COMPILATION_CACHE": "false", "JAX_COMPILATION_CACHE_DIR": None}
-    return {
-        "JAX_ENABLE_COMPILATION_CACHE": "true",
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
-        # the reference's programs compile in about 0.1 s each: JAX's default keeps only those over 1 s
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }
 
 
 def _run_child(request, result, timeout, memory, cache_env):
