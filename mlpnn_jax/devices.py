@@ -3,14 +3,18 @@ cache, before JAX touches a device."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import resource
 import warnings
 from pathlib import Path
 
 CACHE_ENV = "MLPNN_JAX_CACHE_DIR"  # the compilation cache's folder; set but empty: no cache
-# what JAX warns when a cache entry cannot be read or written: it compiles the program instead
-CACHE_WARNING = "Error (reading|writing) persistent compilation cache"
+# what JAX warns when a cache entry cannot be read or written (it compiles the program instead), naming
+# the program, whose name begins those of its entries ("jit_train_epoch-<hash>-cache"), or the entry
+CACHE_WARNING = "Error (?:reading|writing) persistent compilation cache"
+_DAMAGED = re.compile(CACHE_WARNING + r" entry for '([^']+)'")
 
 
 class SetupError(ValueError):
@@ -50,7 +54,7 @@ def setup_jax(
     if cache is not None and not jax.config.jax_compilation_cache_dir:
         for name, value in cache_settings(cache).items():
             jax.config.update(name, value)
-        warnings.filterwarnings("ignore", message=CACHE_WARNING)  # a damaged entry: compiled afresh
+        mend_damaged_entries(cache)
     if coordinator or num_processes:
         if not (coordinator and num_processes and process_id is not None):
             raise SetupError("--coordinator, --num-processes and --process-id go together")
@@ -107,6 +111,25 @@ def cache_environment(cache):
     if cache is None:
         return {"JAX_ENABLE_COMPILATION_CACHE": "false", "JAX_COMPILATION_CACHE_DIR": None}
     return {name.upper(): str(value) for name, value in cache_settings(cache).items()}
+
+
+def mend_damaged_entries(cache):
+    """JAX's warning of a cache entry it could not read or write (a run killed while writing it, a full
+    disk) is not shown: the entries of that program are removed instead, so that this run writes them
+    again. (JAX compiles the program afresh, but never replaces an entry it finds: a damaged one would
+    be compiled afresh in every run after.) Other warnings are shown as before."""
+    shown = warnings.showwarning
+    warnings.filterwarnings("always", message=CACHE_WARNING)  # each one: "default" shows one per line
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        found = _DAMAGED.match(str(message))
+        if not found:
+            return shown(message, category, filename, lineno, file, line)
+        for entry in Path(cache).glob(f"{glob.escape(found[1])}-*"):  # a program's name, or an entry's
+            entry.unlink(missing_ok=True)
+        return None
+
+    warnings.showwarning = showwarning
 
 
 def free_memory():

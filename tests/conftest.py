@@ -19,6 +19,7 @@ spinning two OpenBLAS threads on two cores made the per-example checks of 784-wi
 
 import os
 import shutil
+import subprocess
 import tempfile
 
 os.environ["XLA_FLAGS"] = (
@@ -47,6 +48,27 @@ from mlpnn_jax.data import load_mnist, write_mnist  # noqa: E402
 
 def pytest_unconfigure(config):
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(size)``: a fresh tmpfs of ``size`` bytes; skips the test where mounting is not permitted."""
+    mounted = []
+
+    def mount(size, name="fs"):
+        d = tmp_path / name
+        d.mkdir()
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+        )
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The persistent compilation cache of every command that starts JAX (``devices.cache_dir``), tested by
 running ``mlpnn-jax train`` in real processes: a warm cache compiles nothing and changes no result, a
-damaged entry is compiled afresh without a word, two runs at once share one folder, and a folder the
-user gave JAX itself wins. (gradcheck's child uses the same folder: tests/test_gradcheck_cache.py.)
+damaged entry is compiled afresh without a word and written again, a full disk leaves only whole
+entries, two runs at once share one folder, and a folder the user gave JAX itself wins. (gradcheck's
+child uses the same folder: tests/test_gradcheck_cache.py.)
 """
 
 import json
@@ -86,7 +87,7 @@ def test_a_warm_cache_compiles_nothing_and_changes_nothing(small_mnist_dir, tmp_
     same(warm, uncached)
 
 
-def test_damaged_entries_are_compiled_afresh(small_mnist_dir, tmp_path, uncached):
+def test_damaged_entries_are_compiled_afresh_and_written_again(small_mnist_dir, tmp_path, uncached):
     cache = tmp_path / "cache"
     finished(train(small_mnist_dir, tmp_path / "first", cache))
     entries = sorted(cache.iterdir())
@@ -96,6 +97,43 @@ def test_damaged_entries_are_compiled_afresh(small_mnist_dir, tmp_path, uncached
     again = finished(train(small_mnist_dir, tmp_path / "again", cache))
     assert HIT not in again[2] and again[2].count(COMPILED) == len(entries)
     same(again, uncached)
+    # JAX never replaces an entry it finds: the damaged ones were removed, and written again
+    assert sorted(cache.iterdir()) == entries
+    then = finished(train(small_mnist_dir, tmp_path / "then", cache))
+    assert then[2].count(HIT) == len(entries)
+    same(then, uncached)
+
+
+def test_a_full_disk_leaves_only_whole_entries(small_mnist_dir, tmp_path, tmpfs, uncached):
+    cache = tmpfs(64 * 1024) / "cache"  # the folder itself: the mount's root is writable by all
+    full = finished(train(small_mnist_dir, tmp_path / "full", cache))
+    same(full, uncached)
+    entries = sorted(cache.iterdir())
+    assert 0 < len(entries) < full[2].count(COMPILED)  # some did not fit
+    # in the same folder (the key of an entry depends on it): every entry left is whole, and hits
+    again = finished(train(small_mnist_dir, tmp_path / "again", cache))
+    assert again[2].count(HIT) == len(entries)
+    assert sorted(cache.iterdir()) == entries  # what did not fit the first time is not left cut short
+    same(again, uncached)
+
+
+def test_only_the_named_programs_entries_are_removed_and_other_warnings_shown(tmp_path):
+    for name in ("jit_f-1a-cache", "jit_f-2b-cache", "jit_f_g-3c-cache", "jit_h-4d-cache"):
+        (tmp_path / name).write_bytes(b"x")
+    probe = (
+        "import sys, warnings; from mlpnn_jax.devices import mend_damaged_entries as mend; "
+        "mend(sys.argv[1]); "
+        "warnings.warn(\"Error reading persistent compilation cache entry for 'jit_f': error: cut\"); "
+        "warnings.warn(\"Error writing persistent compilation cache entry for 'jit_h-4d': OSError\"); "
+        "warnings.warn('something else')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jit_f_g-3c-cache"]
+    assert "something else" in proc.stderr and CACHE_WARNING not in proc.stderr
 
 
 def test_two_runs_at_once_share_one_folder(small_mnist_dir, tmp_path, uncached):

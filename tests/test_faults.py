@@ -77,27 +77,6 @@ def assert_complete_run(run_dir, capsys=None):
     return config
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """``mount(size)``: a fresh tmpfs of ``size`` bytes; skips the test where mounting is not permitted."""
-    mounted = []
-
-    def mount(size, name="fs"):
-        d = tmp_path / name
-        d.mkdir()
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
-        )
-        if proc.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): needs root")
-        mounted.append(d)
-        return d
-
-    yield mount
-    for d in mounted:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, small_mnist_dir):
     """A finished 1-epoch run (hidden 16), written once for the tests that copy or damage it."""

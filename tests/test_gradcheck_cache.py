@@ -127,6 +127,8 @@ def test_damaged_entries_are_compiled_afresh(tmp_path, damage, uncached):
     proc = gradcheck(cache)
     assert HIT not in proc.stderr and proc.stderr.count(COMPILED) == len(entries)
     assert report(proc) == (uncached, [])
+    then = gradcheck(cache)  # the damaged entries were removed, and written again
+    assert then.stderr.count(HIT) == len(entries)
 
 
 def test_class_mode_children_keep_no_cache(tmp_path):

@@ -26,10 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 
-from mlpnn_jax.devices import CACHE_WARNING, cache_environment
+from mlpnn_jax.devices import cache_environment, mend_damaged_entries
 
 DEFAULT_MEMORY_GB = 4.0  # the child's address space: JAX on the CPU needs about 1.5 GB of it
 OUTPUT_LIMIT = 64 * 1024  # bytes of the user's own output kept
@@ -175,7 +174,8 @@ def _layouts(req, path, name, module, modules, target):
 def child_main(request_path, result_path, parent, pipe_fd, memory):
     """The child: bound itself, read the request, run it, write the Outcome (JSON) to result_path."""
     _bound_self(parent, pipe_fd, memory)
-    warnings.filterwarnings("ignore", message=CACHE_WARNING)  # a damaged entry: compiled afresh
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # the folder run_isolated gave it, if any
+        mend_damaged_entries(os.environ["JAX_COMPILATION_CACHE_DIR"])
     req = Request(**json.loads(Path(request_path).read_text()))
     try:
         outcome = run_file(req)
