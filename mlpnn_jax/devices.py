@@ -3,7 +3,7 @@ cache, before JAX touches a device."""
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
 import re
 import resource
@@ -12,9 +12,11 @@ from pathlib import Path
 
 CACHE_ENV = "MLPNN_JAX_CACHE_DIR"  # the compilation cache's folder; set but empty: no cache
 # what JAX warns when a cache entry cannot be read or written (it compiles the program instead), naming
-# the program, whose name begins those of its entries ("jit_train_epoch-<hash>-cache"), or the entry
+# the program, whose name begins those of its entries ("jit_train_epoch-<64 hex>-cache"), or the entry
 CACHE_WARNING = "Error (?:reading|writing) persistent compilation cache"
 _DAMAGED = re.compile(CACHE_WARNING + r" entry for '([^']+)'")
+_ENTRY = r"(?:-[0-9a-f]{64})?-(?:cache|atime)"  # after the name: an entry, or its access time (eviction)
+_mending = []  # the folder whose damaged entries this process removes (mend_damaged_entries)
 
 
 class SetupError(ValueError):
@@ -101,7 +103,6 @@ def cache_settings(cache):
         "jax_compilation_cache_dir": str(cache),
         # our programs compile in 0.02-1 s each: JAX's default keeps only those over 1 s
         "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
     }
 
 
@@ -110,7 +111,8 @@ def cache_environment(cache):
     None) turn JAX's cache off; a value None means: remove the variable."""
     if cache is None:
         return {"JAX_ENABLE_COMPILATION_CACHE": "false", "JAX_COMPILATION_CACHE_DIR": None}
-    return {name.upper(): str(value) for name, value in cache_settings(cache).items()}
+    # CACHE_ENV too: the child knows the folder is ours to mend (``mend_damaged_entries``)
+    return {CACHE_ENV: str(cache), **{k.upper(): str(v) for k, v in cache_settings(cache).items()}}
 
 
 def mend_damaged_entries(cache):
@@ -120,16 +122,27 @@ def mend_damaged_entries(cache):
     be compiled afresh in every run after.) Other warnings are shown as before."""
     shown = warnings.showwarning
     warnings.filterwarnings("always", message=CACHE_WARNING)  # each one: "default" shows one per line
+    _mending[:] = [Path(cache)]
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        found = _DAMAGED.match(str(message))
-        if not found:
-            return shown(message, category, filename, lineno, file, line)
-        for entry in Path(cache).glob(f"{glob.escape(found[1])}-*"):  # a program's name, or an entry's
-            entry.unlink(missing_ok=True)
-        return None
+        if not mended(message):
+            shown(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
+
+
+def mended(message):
+    """Whether ``message`` is JAX's warning of a damaged cache entry; if so, that program's entries (each
+    shape's: the warning names no more) are removed from the folder this process mends, if any."""
+    found = _DAMAGED.match(str(message))
+    if found and _mending:
+        pattern = re.compile(re.escape(found[1]) + _ENTRY)
+        with contextlib.suppress(OSError):  # the folder gone or unreadable: nothing to mend
+            for entry in _mending[0].iterdir():
+                if pattern.fullmatch(entry.name):
+                    with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                        entry.unlink()
+    return found is not None
 
 
 def free_memory():

@@ -19,7 +19,7 @@ from mlpnn_jax.devices import CACHE_ENV, cache_dir
 ROOT = Path(__file__).resolve().parents[1]
 HIT = "Persistent compilation cache hit"
 COMPILED = "Finished XLA compilation"  # logged for every program, whether compiled or read from the cache
-CACHE_WARNING = "persistent compilation cache"  # in JAX's warnings; its compile log says "Persistent"
+JAX_WARNS = "persistent compilation cache"  # in JAX's warnings; its compile log says "Persistent"
 
 
 def train(data_dir, out, cache, **env):
@@ -42,7 +42,7 @@ def finished(proc):
     """(the run's params and metrics without its timings, stderr) of a process that exited 0."""
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert CACHE_WARNING not in err, err  # JAX's warning of an entry it could not read or write
+    assert JAX_WARNS not in err, err  # JAX's warning of an entry it could not read or write
     run = Path(proc.args[proc.args.index("--out") + 1])
     with np.load(run / "checkpoint.npz") as f:
         params = {k: f[k] for k in f.files if k.startswith("params/")}
@@ -118,13 +118,16 @@ def test_a_full_disk_leaves_only_whole_entries(small_mnist_dir, tmp_path, tmpfs,
 
 
 def test_only_the_named_programs_entries_are_removed_and_other_warnings_shown(tmp_path):
-    for name in ("jit_f-1a-cache", "jit_f-2b-cache", "jit_f_g-3c-cache", "jit_h-4d-cache"):
+    key = "0123456789abcdef" * 4  # JAX's entry names: the program's name, a sha256, "-cache"
+    names = [f"jit_f-{key}-cache", f"jit_f-{key}-atime", f"jit_f-v2-{key}-cache", f"jit_f_g-{key}-cache"]
+    names += [f"jit_h-{key}-cache", "jit_f-notes.txt", f"jit_f-{key}-cache.bak"]  # the last two: not JAX's
+    for name in names:
         (tmp_path / name).write_bytes(b"x")
     probe = (
         "import sys, warnings; from mlpnn_jax.devices import mend_damaged_entries as mend; "
         "mend(sys.argv[1]); "
         "warnings.warn(\"Error reading persistent compilation cache entry for 'jit_f': error: cut\"); "
-        "warnings.warn(\"Error writing persistent compilation cache entry for 'jit_h-4d': OSError\"); "
+        f"warnings.warn(\"Error writing persistent compilation cache entry for 'jit_h-{key}': OSError\"); "
         "warnings.warn('something else')"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -132,8 +135,11 @@ def test_only_the_named_programs_entries_are_removed_and_other_warnings_shown(tm
         [sys.executable, "-c", probe, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["jit_f_g-3c-cache"]
-    assert "something else" in proc.stderr and CACHE_WARNING not in proc.stderr
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted(
+        [f"jit_f-v2-{key}-cache", f"jit_f_g-{key}-cache", "jit_f-notes.txt", f"jit_f-{key}-cache.bak"]
+    )
+    assert "something else" in proc.stderr and JAX_WARNS not in proc.stderr
 
 
 def test_two_runs_at_once_share_one_folder(small_mnist_dir, tmp_path, uncached):

@@ -131,6 +131,40 @@ def test_damaged_entries_are_compiled_afresh(tmp_path, damage, uncached):
     assert then.stderr.count(HIT) == len(entries)
 
 
+def test_a_folder_given_to_jax_itself_is_kept(tmp_path, uncached):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    # JAX's own default keeps only programs that took a second to compile: none of the check's
+    proc = gradcheck(
+        ours, JAX_COMPILATION_CACHE_DIR=str(theirs), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
+    )
+    assert report(proc) == (uncached, [])
+    assert len(list(theirs.iterdir())) == proc.stderr.count(COMPILED) > 0
+    assert not ours.exists() or not any(ours.iterdir())
+
+
+def test_a_jax_targets_own_damaged_entries_are_mended_not_reported(tmp_path):
+    # the user's own jitted code compiles while the check records its warnings (conventions.quiet_call);
+    # this one computes in float32, so its verdict is exit 1 with a dtype diagnosis, each time
+    target = str(ROOT / "tests/gallery/correct.py:backprop_jax")
+    cache = tmp_path / "cache"
+
+    def check():
+        proc = gradcheck(cache, target, "--json")
+        noise = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(JAX_LOG)]
+        return proc.returncode, json.loads(proc.stdout), noise, proc.stderr.count(HIT)
+
+    first = check()
+    assert first[0] == 1 and first[2] == []
+    entries = sorted(cache.iterdir())
+    for entry in entries:
+        entry.write_bytes(_truncated(entry.read_bytes()))
+    assert check()[:3] == first[:3]  # no note of JAX's warning: the same report
+    # a damaged entry's program goes with every shape of it (jit_tanh of n = 1, 7, 32): what was read
+    # whole before it in that run is written again by the next, and the one after reads every entry
+    check()
+    assert check()[3] == len(entries)
+
+
 def test_class_mode_children_keep_no_cache(tmp_path):
     # a student's code could write into the next student's check: no child reads or writes one, not
     # even JAX's own (JAX_COMPILATION_CACHE_DIR) where the teacher's environment names one

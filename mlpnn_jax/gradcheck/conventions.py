@@ -311,8 +311,11 @@ def find_outputs(obj, n, K, per_example):
 
 
 def quiet_call(fn, *args):
-    """fn(*args) with warnings recorded: (result, [warning messages])."""
+    """fn(*args) with warnings recorded: (result, [warning messages]), less JAX's of a damaged cache entry
+    (a JAX target's own programs), which are mended instead (``devices.mended``)."""
+    from mlpnn_jax.devices import mended
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fn(*args)
-    return result, caught
+    return result, [w for w in caught if not mended(w.message)]

@@ -28,7 +28,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from mlpnn_jax.devices import cache_environment, mend_damaged_entries
+from mlpnn_jax.devices import CACHE_ENV, cache_environment, mend_damaged_entries
 
 DEFAULT_MEMORY_GB = 4.0  # the child's address space: JAX on the CPU needs about 1.5 GB of it
 OUTPUT_LIMIT = 64 * 1024  # bytes of the user's own output kept
@@ -174,8 +174,9 @@ def _layouts(req, path, name, module, modules, target):
 def child_main(request_path, result_path, parent, pipe_fd, memory):
     """The child: bound itself, read the request, run it, write the Outcome (JSON) to result_path."""
     _bound_self(parent, pipe_fd, memory)
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # the folder run_isolated gave it, if any
-        mend_damaged_entries(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if cache and cache == os.environ.get(CACHE_ENV):  # ours (run_isolated gave it), not the user's JAX's
+        mend_damaged_entries(cache)
     req = Request(**json.loads(Path(request_path).read_text()))
     try:
         outcome = run_file(req)
@@ -251,7 +252,11 @@ def run_isolated(req, timeout, memory_limit=None, cache=None):
     with tempfile.TemporaryDirectory(prefix="mlpnn-gradcheck-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request.write_text(json.dumps(dataclasses.asdict(req)))
-        returncode, chatter = _run_child(request, result, timeout, memory, cache_environment(cache))
+        # a folder the user gave JAX itself (JAX_COMPILATION_CACHE_DIR) is kept, as train keeps it
+        own = cache is not None and os.environ.get("JAX_COMPILATION_CACHE_DIR")
+        returncode, chatter = _run_child(
+            request, result, timeout, memory, {} if own else cache_environment(cache)
+        )
         if returncode is None:
             return Outcome(
                 2,
