@@ -53,6 +53,8 @@ from pathlib import Path
 
 from bench_report import render
 
+from mlpnn_jax.devices import CACHE_ENV, cache_environment
+
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "benchmarks" / "baseline.py"
 
@@ -282,16 +284,14 @@ def notebook_epochs(settings, peaks):
 def child_env(platform_name):
     """os.environ without a persistent compilation cache (JAX's or ours), and JAX on ``platform_name``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(CACHE_ENV_PREFIXES)}
-    env.update(JAX_PLATFORMS=platform_name, MLPNN_JAX_CACHE_DIR="")
+    env.update({"JAX_PLATFORMS": platform_name, CACHE_ENV: ""})
     return env
 
 
 def cached_envs(env, folder):
     """The environments of our CLI and of the baseline, each with its own compilation cache in folder."""
-    from mlpnn_jax.devices import cache_environment
-
     return {
-        "mlpnn-jax train": {**env, "MLPNN_JAX_CACHE_DIR": f"{folder}/ours"},
+        "mlpnn-jax train": {**env, CACHE_ENV: f"{folder}/ours"},
         "baseline": {**env, **cache_environment(f"{folder}/baseline")},
     }
 

@@ -135,14 +135,19 @@ def mended(message):
     """Whether ``message`` is JAX's warning of a damaged cache entry; if so, that program's entries (each
     shape's: the warning names no more) are removed from the folder this process mends, if any."""
     found = _DAMAGED.match(str(message))
-    if found and _mending:
-        pattern = re.compile(re.escape(found[1]) + _ENTRY)
-        with contextlib.suppress(OSError):  # the folder gone or unreadable: nothing to mend
-            for entry in _mending[0].iterdir():
-                if pattern.fullmatch(entry.name):
-                    with contextlib.suppress(OSError):  # gone already, or not ours to remove
-                        entry.unlink()
+    for entry in _entries(found[1]) if found else ():
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            entry.unlink()
     return found is not None
+
+
+def _entries(name):
+    """The entries of the program (or entry) ``name`` in the folder this process mends; none if none."""
+    pattern = re.compile(re.escape(name) + _ENTRY)
+    try:
+        return [e for e in _mending[0].iterdir() if pattern.fullmatch(e.name)] if _mending else []
+    except OSError:  # the folder gone or unreadable: nothing to mend
+        return []
 
 
 def free_memory():

@@ -246,7 +246,8 @@ def run_isolated(req, timeout, memory_limit=None, cache=None):
     ``memory_limit`` GB of address space (``memory_bytes``), the first OUTPUT_LIMIT bytes of its output,
     and no process left behind (the child's process group is killed on every way out of here; if this
     process is killed, the child sees it and kills its group). ``cache``: the folder of JAX's persistent
-    compilation cache for the child (``devices.cache_dir``), or None: none, whatever the environment says.
+    compilation cache for the child (``devices.cache_dir``; a folder the user gave JAX itself wins), or
+    None: none, whatever the environment says.
     """
     memory = memory_bytes(memory_limit)
     with tempfile.TemporaryDirectory(prefix="mlpnn-gradcheck-") as tmp:
