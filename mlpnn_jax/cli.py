@@ -115,8 +115,6 @@ def _train(jax, signals, config, run, start, done):
         started = time.perf_counter()  # "elapsed" includes loading the data set
         data, params, resume = T.load_data(config, *start)
         signals.graceful("stopping after this epoch")  # start-up is over: the first signal now stops
-        if lead:
-            _preload_plots(jax)
         result = T.train(config, data, params=params, resume=resume, on_epoch=on_epoch, started=started)
     except T.DivergenceError as e:
         good = e.last_good
@@ -135,15 +133,6 @@ def _train(jax, signals, config, run, start, done):
         if signals.requested is not None:
             print(f"interrupted after epoch {result.epochs_run}; resume: mlpnn-jax train --resume {run.path}")
     return signals.exit_code if signals.requested is not None else 0
-
-
-def _preload_plots(jax):
-    """Imports matplotlib beside the epochs where the host is idle while they run (a GPU or TPU trains);
-    on the CPU the epochs use every core, and the import's 0.3 s would only slow them down."""
-    if jax.devices()[0].platform != "cpu":
-        from mlpnn_jax import plots
-
-        plots.preload()
 
 
 def _recipe(config):

@@ -1,4 +1,7 @@
-"""PNG figures for the CLI: loss curves, accuracy curves and confusion matrices (matplotlib, Agg)."""
+"""The PNG figures of ``reproduce``, the notebook's: loss curves and confusion matrices (matplotlib, Agg).
+
+``train`` draws its figures without matplotlib (charts.py).
+"""
 
 from __future__ import annotations
 
@@ -52,18 +55,6 @@ def loss_curves(path, train, test, ylabel, title=None):
     ax.legend()
     if title:
         ax.set_title(title)
-    _save(fig, path)
-
-
-def accuracy_curve(path, history):
-    """Test accuracy against epochs, from a training history."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    fig.subplots_adjust(**_MARGINS)
-    ax.plot([h["epoch"] for h in history], [100 * h["test_accuracy"] for h in history], marker="o")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
     _save(fig, path)
 
 

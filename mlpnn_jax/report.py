@@ -1,6 +1,6 @@
 """report.html: one self-contained page per run (train or reproduce) that a person opens in a browser.
 
-Everything is inline: the CSS, the charts (matplotlib SVG as data: URIs), the digits (PNG data: URIs).
+Everything is inline: the CSS, the charts (charts.py's SVG as data: URIs), the digits (PNG data: URIs).
 A Content-Security-Policy forbids any fetch, so the page shows the same offline, mailed or archived.
 The page is built from the run's files alone, so ``mlpnn-jax report RUN_DIR`` rebuilds it at any time.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mlpnn_jax import checkpoint, report_html
+from mlpnn_jax import charts, checkpoint, report_html
 
 REPORT, MACHINE, REPRODUCE = "report.html", "machine.json", "reproduce.json"
 REPRODUCE_OPTIONS = ("loss", "epochs", "dtype", "engine", "precision", "print_every", "hidden", "data_dir")
@@ -196,21 +196,31 @@ def _train_page(run_dir, saved, machines, test_set, classified):
     return report_html.page("Training run", run_dir, subtitle, kpis, sections)
 
 
-def _curves_section(config, history):
-    """The learning curves of a train run: losses, the accuracies of every split it measured and the
-    learning rate, each with a dashed line at every epoch where the run was resumed."""
+def learning_curves(config, history):
+    """The charts of a train run's history (metrics.jsonl's records), as SVG documents by name:
+    "loss_curves", "accuracy_curve" (every split it measured) and, where the run recorded it,
+    "learning_rate"; each with a dashed line at every epoch where the run was resumed."""
     loss = [("train", [h["train_loss"] for h in history]), ("test", [h["test_loss"] for h in history])]
     acc = [("test", [100 * h["test_accuracy"] for h in history])]
     if "validation_accuracy" in history[0]:
         acc.insert(0, ("validation", [100 * h["validation_accuracy"] for h in history]))
     resumed = [h["epoch"] for h in history if h.get("resumed")]
-    curves = [
-        report_html.chart(loss, f"{config.loss} loss (mean)", "Loss", marks=resumed),
-        report_html.chart(acc, "accuracy (%)", "Accuracy", marks=resumed),
-    ]
+    curves = {
+        "loss_curves": charts.line_chart(loss, f"{config.loss} loss (mean)", "Loss", marks=resumed),
+        "accuracy_curve": charts.line_chart(acc, "accuracy (%)", "Accuracy", marks=resumed),
+    }
     if any("lr" in h for h in history):  # runs written before it was recorded have none
         lr = [("lr", [h.get("lr", np.nan) for h in history])]
-        curves.append(report_html.chart(lr, "at the epoch's last step", "Learning rate", marks=resumed))
+        curves["learning_rate"] = charts.line_chart(
+            lr, "at the epoch's last step", "Learning rate", marks=resumed
+        )
+    return curves
+
+
+def _curves_section(config, history):
+    """The learning curves of a train run, with a note on what they show."""
+    curves = learning_curves(config, history)
+    resumed = [h["epoch"] for h in history if h.get("resumed")]
     note = (
         f"The train loss is measured against the smoothed targets (eps {config.label_smoothing:g}), so it"
         " sits above the test loss, which uses the true labels. "
@@ -219,10 +229,10 @@ def _curves_section(config, history):
     )
     if resumed:
         note += f"Dashed lines: resumed before epoch {', '.join(map(str, resumed))}."
-    return report_html.section(
-        "Learning curves",
-        report_html.grid(*(report_html.img(c, "chart") for c in curves)) + report_html.note(note),
+    images = (
+        report_html.img(report_html.svg(c), "chart", name.replace("_", " ")) for name, c in curves.items()
     )
+    return report_html.section("Learning curves", report_html.grid(*images) + report_html.note(note))
 
 
 def _history(path):
@@ -285,8 +295,10 @@ def _reproduced(run_dir, loss, config, test_set):
     train, test = _loss_curves(run_dir / f"{loss}_losses.csv")
     sign = -1 if loss == "kl" else 1  # the notebook printed -KL; the chart shows the loss itself
     name = LOSS_NAMES[loss]
-    chart = report_html.chart(
-        [("train", sign * train), ("test", sign * test)], f"{name}, sum over images", name, True
+    chart = report_html.svg(
+        charts.line_chart(
+            [("train", sign * train), ("test", sign * test)], f"{name}, sum over images", name, True
+        )
     )
     return {
         "name": name,

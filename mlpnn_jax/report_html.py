@@ -1,4 +1,4 @@
-"""The pieces of report.html: CSS, charts (matplotlib SVG), digit images (PNG), tables, the page shell.
+"""The pieces of report.html: CSS, charts (charts.py's SVG), digit images (PNG), tables, the page shell.
 
 Every piece is a string of HTML with its images inline as data: URIs, so the page needs nothing else.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import json
 import math
 import struct
@@ -22,54 +21,9 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'n
 BLUE, ORANGE = "#2563eb", "#ea580c"
 
 
-_CHART_STYLE = {
-    "font.size": 10,
-    "font.family": "sans-serif",
-    "svg.fonttype": "none",  # text stays text: small, sharp, and in the page's own sans-serif
-    "svg.hashsalt": "mlpnn-jax",  # fixed element ids: the same run gives the same page
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.edgecolor": "#9ca3af",
-    "axes.labelcolor": "#374151",
-    "axes.titlesize": 11,
-    "axes.titleweight": "bold",
-    "axes.grid": True,
-    "grid.color": "#e5e7eb",
-    "xtick.color": "#4b5563",
-    "ytick.color": "#4b5563",
-    "legend.frameon": False,
-    "lines.linewidth": 2,
-}
-
-
-def chart(series, ylabel, title, log=False, marks=()):
-    """A line chart of ``series`` [(label, values per epoch)] as an SVG data: URI; a dashed vertical
-    line at each epoch of ``marks`` (where a run was resumed)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    with matplotlib.rc_context(_CHART_STYLE):
-        fig = Figure(figsize=(5.6, 3.3))
-        fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.15)  # tight_layout: a second draw
-        ax = fig.add_subplot()
-        for (label, values), color in zip(series, [BLUE, ORANGE], strict=False):
-            values = np.asarray(values, float)
-            marker = "o" if len(values) <= 30 else None
-            ax.plot(np.arange(1, len(values) + 1), values, label=label, color=color, marker=marker, ms=5)
-        for epoch in marks:
-            ax.axvline(epoch - 0.5, color="#6b7280", linestyle="--", linewidth=1)
-        if log:
-            ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, loc="left")
-        if len(series) > 1:
-            ax.legend()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue().encode()).decode()
+def svg(document):
+    """An SVG document (a string, e.g. ``charts.line_chart``'s) as a data: URI."""
+    return "data:image/svg+xml;base64," + base64.b64encode(document.encode()).decode()
 
 
 def png(pixels):

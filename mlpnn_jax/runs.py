@@ -32,9 +32,9 @@ RUN_FILES = TRAIN_FILES = (
     "config.json",
     "metrics.jsonl",
     CHECKPOINT,
-    "loss_curves.png",
-    "accuracy_curve.png",
-    "confusion.png",
+    "loss_curves.svg",
+    "accuracy_curve.svg",
+    "confusion.svg",
     "confusion.txt",
     "machine.json",
     "report.html",
@@ -354,19 +354,17 @@ class TrainRun:
         self.run.publish()
 
     def write_figures(self, result, cm, acc):
-        """The loss and accuracy curves of ``result``, and the confusion matrix ``cm`` with its accuracy."""
-        from mlpnn_jax import plots
+        """loss_curves.svg and accuracy_curve.svg of ``result`` (the report's charts); confusion.txt (the
+        notebook's format) and confusion.svg of the confusion matrix ``cm`` (K, K) with its accuracy."""
+        from mlpnn_jax import charts, report
 
-        d, hist, c = self.run.dir, result.history, result.config
-        ylabel = f"{c.loss} loss (mean)"
-        if c.label_smoothing:
-            ylabel += f"; train: smoothed targets (eps {c.label_smoothing})"
-        train, test = [h["train_loss"] for h in hist], [h["test_loss"] for h in hist]
-        write_guard(
-            d / "loss_curves.png", lambda: plots.loss_curves(d / "loss_curves.png", train, test, ylabel)
-        )
-        write_guard(d / "accuracy_curve.png", lambda: plots.accuracy_curve(d / "accuracy_curve.png", hist))
-        write_confusion(d / "confusion", cm, acc)
+        curves = report.learning_curves(result.config, result.history)
+        figures = {f"{name}.svg": curves[name] for name in ("loss_curves", "accuracy_curve")}
+        figures["confusion.txt"] = confusion_text(cm, acc)
+        figures["confusion.svg"] = charts.confusion_chart(cm, confusion_title(acc))
+        for name, text in figures.items():
+            path = self.run.dir / name
+            write_guard(path, lambda path=path, text=text: checkpoint.write_text(path, text))
 
     def close(self):
         self.run.close()
@@ -390,12 +388,19 @@ def write_reproduction(path, loss, train, test):
     write_guard(png, lambda: plots.loss_curves(png, train, test, ylabel))
 
 
+def confusion_text(cm, acc):
+    """A confusion matrix (K, K) and its accuracy as the notebook printed them."""
+    return "Confusion matrix:\n%s\nAccuracy=%s\n" % (cm, acc)  # noqa: UP031 - the notebook's format
+
+
+def confusion_title(acc):
+    return f"Confusion matrix (accuracy {100 * acc:.2f}%)"
+
+
 def write_confusion(stem, cm, acc):
     """STEM.txt in the notebook's format and STEM.png of a confusion matrix (K, K) and its accuracy."""
     from mlpnn_jax import plots
 
-    text = "Confusion matrix:\n%s\nAccuracy=%s\n" % (cm, acc)  # noqa: UP031 - the notebook's format
     txt, png = stem.with_suffix(".txt"), stem.with_suffix(".png")
-    write_guard(txt, lambda: checkpoint.write_text(txt, text))
-    title = f"Confusion matrix (accuracy {100 * acc:.2f}%)"
-    write_guard(png, lambda: plots.confusion(png, cm, title))
+    write_guard(txt, lambda: checkpoint.write_text(txt, confusion_text(cm, acc)))
+    write_guard(png, lambda: plots.confusion(png, cm, confusion_title(acc)))

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -31,9 +32,9 @@ def test_train_writes_every_file_and_evaluate_reloads_it(capsys, tmp_path, small
         "config.json",
         "metrics.jsonl",
         "checkpoint.npz",
-        "loss_curves.png",
-        "accuracy_curve.png",
-        "confusion.png",
+        "loss_curves.svg",
+        "accuracy_curve.svg",
+        "confusion.svg",
         "confusion.txt",
     }
     assert expected <= {p.name for p in out.iterdir()}
@@ -44,8 +45,8 @@ def test_train_writes_every_file_and_evaluate_reloads_it(capsys, tmp_path, small
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"epoch", "train_loss", "test_loss", "test_accuracy", "seconds"} <= set(rows[0])
     assert stdout.count("epoch ") >= 2 and "test acc" in stdout  # one summary line per epoch
-    for png in out.glob("*.png"):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in out.glob("*.svg"):
+        assert ET.parse(figure).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     text = (out / "confusion.txt").read_text()
     assert text.startswith("Confusion matrix:\n[[")
 
@@ -228,10 +229,10 @@ def test_out_dir_with_a_run_is_not_overwritten_without_consent(capsys, tmp_path,
     assert (out / ckpt.CHECKPOINT).read_bytes() == before
     assert json.loads((out / "config.json").read_text())["lr"] == 0.1
     # a replacement with a good first epoch replaces every file of the old run
-    (out / "confusion.png").write_bytes(b"old")
+    (out / "confusion.svg").write_bytes(b"old")
     assert run(capsys, *args, "--overwrite", "--seed", 7)[0] == 0
     assert json.loads((out / "config.json").read_text())["seed"] == 7
-    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "confusion.svg").read_text().startswith("<svg")
     assert (out / "metrics.jsonl").read_text().count("\n") == 1
 
 

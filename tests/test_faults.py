@@ -341,7 +341,7 @@ def test_closed_stdout_does_not_stop_the_run(tmp_path, small_mnist_dir, capsys):
     assert "Traceback" not in err
     assert assert_complete_run(out, capsys)["epochs"] == 3
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
-    assert (out / "confusion.png").is_file()
+    assert (out / "confusion.svg").is_file()
 
 
 # ---------------------------------------------------------------- 8: damaged checkpoints

@@ -1,17 +1,17 @@
-"""The PNG figures: margins that keep every label inside; matplotlib imported only where it is free."""
+"""reproduce's PNG figures: margins that keep every label inside; train never imports matplotlib."""
 
-import types
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from mlpnn_jax import cli, plots
+from mlpnn_jax import plots
 
 LONG = np.geomspace(1_400_015.98, 1500, 2000)  # 7-digit ticks: the widest before matplotlib's offset
 FIGURES = {
     "notebook sums": lambda p: plots.loss_curves(p, LONG, LONG / 4, "cross-entropy (sum)", "Notebook: ce"),
     "negative small": lambda p: plots.loss_curves(p, [5e-4, 3e-4, -4e-4], [1e-4, 2e-4, 3e-4], "hinge (mean)"),
-    "accuracy": lambda p: plots.accuracy_curve(p, [{"epoch": e, "test_accuracy": e / 10} for e in (1, 9)]),
     "confusion": lambda p: plots.confusion(p, np.arange(100).reshape(10, 10) * 137),
 }
 
@@ -36,10 +36,27 @@ def test_every_label_inside_the_figure(name, tmp_path, monkeypatch):
     assert saved  # the figure was measured
 
 
-@pytest.mark.parametrize(("platform", "preloaded"), [("cpu", False), ("gpu", True), ("tpu", True)])
-def test_matplotlib_preloaded_only_beside_an_accelerator(platform, preloaded, monkeypatch):
-    calls = []
-    monkeypatch.setattr(plots, "preload", lambda: calls.append(platform))
-    fake_jax = types.SimpleNamespace(devices=lambda: [types.SimpleNamespace(platform=platform)])
-    cli._preload_plots(fake_jax)
-    assert calls == ([platform] if preloaded else [])
+def test_train_never_imports_matplotlib(tmp_path, small_mnist_dir):
+    """train draws its figures and report by hand (charts.py): matplotlib's import is reproduce's alone."""
+    argv = [
+        "train",
+        "--data-dir",
+        str(small_mnist_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+    ]
+    code = (
+        "import sys\n"
+        "from mlpnn_jax import cli\n"
+        f"rc = cli.main({argv!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "run" / "report.html").is_file()
