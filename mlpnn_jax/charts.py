@@ -98,12 +98,16 @@ def _power(value):
     exponent = round(math.log10(abs(value)))
     if value > 0 and math.isclose(value, 10.0**exponent, rel_tol=1e-9):
         return "10" + str(exponent).translate(SUPERSCRIPT)
-    mantissa, exponent = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else (f"{value:.3g}", None)
-    return mantissa if exponent is None else f"{mantissa}e{int(exponent)}"
+    text = f"{value:.3g}"
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _value_range(series, log):
-    """(lo, hi) of every finite value (positive on a log axis), padded by 5% of the span; (0, 1) for none."""
+    """(lo, hi) of every finite value (positive on a log axis), padded by 5% of the span (in decades on a
+    log axis); (0, 1), or 0.1 to 10 on a log axis, where there is none."""
     values = np.concatenate([np.asarray(v, float).ravel() for _, v in series] or [np.zeros(0)])
     values = values[np.isfinite(values) & ((values > 0) if log else True)]
     if values.size == 0:
@@ -137,7 +141,7 @@ def _x_axis(epochs):
     """(lo, hi, ticks) of an epoch axis 1..epochs: integer ticks, the ends padded half an epoch or 5%."""
     pad = max(0.5, 0.05 * (epochs - 1))
     step = max(1, int(nice_step(max(epochs - 1, 1), 8)))
-    return 1 - pad, epochs + pad, [t for t in range(step, epochs + 1, step) if t >= 1] if epochs > 1 else [1]
+    return 1 - pad, epochs + pad, list(range(step, epochs + 1, step)) if epochs > 1 else [1]
 
 
 # ---------------------------------------------------------------- line chart

@@ -150,8 +150,23 @@ def place_data(layout, config, data, stats, validation=None):
 def init_state(config, layout, params):
     """(params, a fresh optimizer state), both replicated on the mesh."""
     params = place(layout, params)
+    return params, _init_opt_state(config, layout)(params)
+
+
+@functools.cache  # one per (config, layout), as the epoch: what compile_init_state compiled, init_state runs
+def _init_opt_state(config, layout):
+    """The jitted ``init`` of ``config``'s optimizer: params -> its fresh state, replicated on the mesh."""
     optimizer = optim.make_optimizer(config, layout.steps_per_epoch)
-    return params, jax.jit(optimizer.init, out_shardings=layout.replicated)(params)
+    return jax.jit(optimizer.init, out_shardings=layout.replicated)
+
+
+def compile_init_state(config, layout, params):
+    """Compiles ``init_state``'s optimizer init from the params' shapes (``jax.eval_shape`` of them), so
+    that it compiles beside the epoch instead of after it (0.1 s). Returns nothing."""
+    shapes = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=layout.replicated), params
+    )
+    _init_opt_state(config, layout).lower(shapes).compile()
 
 
 @functools.cache  # one jitted epoch per (config, layout): what compile_train_epoch compiled, train runs

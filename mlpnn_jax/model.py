@@ -42,9 +42,12 @@ def init_params(key, sizes, scheme="glorot", dtype=jnp.float32):
     if scheme == "notebook":
         seed = int(key) if isinstance(key, int) else int(jax.random.randint(key, (), 0, 2**31 - 1))
         return jax.tree.map(lambda a: jnp.asarray(a, dtype), notebook_draws(sizes, seed))
+    sizes, dtype = tuple(int(n) for n in sizes), jnp.dtype(dtype)
+    if isinstance(key, int) and 0 <= key < 2**32:  # the key made inside: one program, not three, to compile
+        return _seeded_init(np.uint32(key), sizes, scheme, dtype)
     if isinstance(key, int):
         key = jax.random.key(key)
-    return _random_init(key, tuple(int(n) for n in sizes), scheme, jnp.dtype(dtype))
+    return _random_init(key, sizes, scheme, dtype)
 
 
 # A truncated normal on [-2, 2] has std 0.8796; dividing by it gives the target std (as jax.nn.initializers).
@@ -52,7 +55,18 @@ _TRUNCATED_STD = 0.87962566103423978
 
 
 @functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
+def _seeded_init(seed, sizes, scheme, dtype):
+    """``_random_init`` of ``jax.random.key(seed)`` (seed: a uint32 scalar; the same key bit for bit)."""
+    return _draw(jax.random.key(seed), sizes, scheme, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "scheme", "dtype"))
 def _random_init(key, sizes, scheme, dtype):
+    """``_draw`` of a jax.random key."""
+    return _draw(key, sizes, scheme, dtype)
+
+
+def _draw(key, sizes, scheme, dtype):
     """Glorot or LeCun normal weights (truncated at 2 std, as jax.nn.initializers) and zero biases.
 
     All weights come from one flat draw, scaled per layer: the same distribution as drawing each layer

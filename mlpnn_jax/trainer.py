@@ -228,6 +228,8 @@ def load_data(config, resume_from=None, pixels=None):
             resume = load_resume(resume_from, config, dim)
         elif dim:
             params = initial_params(config, dim)
+            if layout:
+                E.compile_init_state(config, layout, shapes)
         data = loading.result()
         if layout:
             compiling.result()
