@@ -394,6 +394,7 @@ def confusion_text(cm, acc):
 
 
 def confusion_title(acc):
+    """The title of a confusion matrix's figure, with its accuracy (a fraction)."""
     return f"Confusion matrix (accuracy {100 * acc:.2f}%)"
 
 
