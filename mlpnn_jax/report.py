@@ -205,8 +205,11 @@ def learning_curves(config, history):
     if "validation_accuracy" in history[0]:
         acc.insert(0, ("validation", [100 * h["validation_accuracy"] for h in history]))
     resumed = [h["epoch"] for h in history if h.get("resumed")]
+    smoothed = f" (train: smoothed targets, eps {config.label_smoothing:g})" if config.label_smoothing else ""
     curves = {
-        "loss_curves": charts.line_chart(loss, f"{config.loss} loss (mean)", "Loss", marks=resumed),
+        "loss_curves": charts.line_chart(
+            loss, f"{config.loss} loss (mean)", "Loss" + smoothed, marks=resumed
+        ),
         "accuracy_curve": charts.line_chart(acc, "accuracy (%)", "Accuracy", marks=resumed),
     }
     if any("lr" in h for h in history):  # runs written before it was recorded have none

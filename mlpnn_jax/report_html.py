@@ -18,7 +18,6 @@ import numpy as np
 
 MAX_MISTAKES = 120  # digits shown; the page says how many there are in all
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-BLUE, ORANGE = "#2563eb", "#ea580c"
 
 
 def svg(document):

@@ -49,7 +49,8 @@ REPRODUCE_FILES = (
     "machine.json",
     "report.html",
 )
-KNOWN_FILES = frozenset((LOCK, *TRAIN_FILES, *REPRODUCE_FILES))
+LEGACY_FILES = ("loss_curves.png", "accuracy_curve.png", "confusion.png")  # train's figures before SVG
+KNOWN_FILES = frozenset((LOCK, *TRAIN_FILES, *REPRODUCE_FILES, *LEGACY_FILES))
 _SIBLING = ".{name}.mlpnn-jax-{tag}.{pid}"
 
 
@@ -365,6 +366,8 @@ class TrainRun:
         for name, text in figures.items():
             path = self.run.dir / name
             write_guard(path, lambda path=path, text=text: checkpoint.write_text(path, text))
+        for path in (self.run.dir / name for name in LEGACY_FILES):  # a resumed older run's PNGs, now stale
+            write_guard(path, lambda path=path: path.unlink(missing_ok=True))
 
     def close(self):
         self.run.close()

@@ -115,33 +115,57 @@ def test_every_label_inside_the_chart(name):
     root = parse(document)
     width, height = charts.SIZE
     for t, x, y, size in texts(root):
-        if t.get("transform"):
-            continue  # the rotated y label: checked below
-        w = charts.text_width(t.text, size)
+        w = charts.text_width(t.text, size, bold=t.get("font-weight") == "bold")
+        if t.get("transform"):  # the y label, centred on (x, y) of translate(x y) and turned upright
+            x, y = map(float, t.get("transform").split("(")[1].split(")")[0].split())
+            assert size <= x + size / 2 and y - w / 2 >= 0 and y + w / 2 <= height, t.text
+            continue
         start = {"start": x, "middle": x - w / 2, "end": x - w}[t.get("text-anchor")]
         assert start >= 0 and start + w <= width and y - size >= 0 and y <= height, t.text
     line, dots = points(root)
     assert all(0 < x < width and 0 < y < height for x, y in line + dots)
 
 
-def test_tick_labels_are_never_wider_than_laid_out():
-    """text_width bounds the width of every tick label and legend drawn, in DejaVu Sans (the widest font
-    the charts name), unhinted as a browser lays SVG text out."""
+# the titles and axis labels the project draws (report.py, runs.py), beside the tick labels and legends
+WORDS = [
+    ("Loss", "ce loss (mean)"),
+    ("Accuracy", "accuracy (%)"),
+    ("Learning rate", "at the epoch's last step"),
+    ("Cross-entropy", "Cross-entropy, sum over images"),
+    ("KL divergence", "KL divergence, sum over images"),
+    ("Confusion matrix (accuracy 98.16%)", "predicted"),
+    ("Loss (train: smoothed targets, eps 0.1)", "focal loss (mean)"),
+]
+
+
+def test_text_is_never_wider_than_laid_out():
+    """text_width bounds the width of every tick label, legend, title and axis label drawn, in DejaVu
+    Sans and DejaVu Sans Bold (the widest fonts the charts name), unhinted as a browser lays SVG out."""
     from matplotlib import font_manager, ft2font
 
-    font = ft2font.FT2Font(font_manager.findfont("DejaVu Sans"))
+    fonts = {
+        b: ft2font.FT2Font(
+            font_manager.findfont(
+                font_manager.FontProperties(family="DejaVu Sans", weight="bold" if b else "normal")
+            )
+        )
+        for b in (False, True)
+    }
     unhinted = ft2font.LoadFlags.NO_HINTING if hasattr(ft2font, "LoadFlags") else ft2font.LOAD_NO_HINTING
-    drawn = [
-        (t.text, size)
-        for series, log in CHARTS.values()
-        for t, _, _, size in texts(parse(charts.line_chart(series, "y", "t", log=log)))
-        if t.get("class") in ("ytick", "xtick", "legend")
+    documents = [
+        charts.line_chart(series, ylabel, title, log=log)
+        for (series, log), (title, ylabel) in zip(CHARTS.values(), WORDS * 2, strict=False)
     ]
-    more = ["-0.0004", "-2.5e-5", "10\u207b\u2077", "1135"]
-    for text, size in {*drawn, *((t, charts.TICK_FONT) for t in more)}:
-        font.set_size(size, 72)  # 72 dpi: a point is a pixel
-        font.set_text(text, 0, flags=unhinted)
-        assert font.get_width_height()[0] / 64 <= charts.text_width(text, size), text
+    documents.append(charts.confusion_chart(np.full((10, 10), 1135), WORDS[5][0]))
+    drawn = {
+        (t.text, size, t.get("font-weight") == "bold") for d in documents for t, _, _, size in texts(parse(d))
+    }
+    drawn |= {(t, charts.TICK_FONT, False) for t in ["-0.0004", "-2.5e-5", "1.2501e8", "10\u207b\u2077"]}
+    assert {bold for *_, bold in drawn} == {False, True}
+    for text, size, bold in drawn:
+        fonts[bold].set_size(size, 72)  # 72 dpi: a point is a pixel
+        fonts[bold].set_text(text, 0, flags=unhinted)
+        assert fonts[bold].get_width_height()[0] / 64 <= charts.text_width(text, size, bold), text
 
 
 def test_a_gap_splits_the_line():
@@ -162,9 +186,33 @@ def test_a_legend_names_several_series_and_marks_are_dashed():
 
 
 def test_text_is_escaped():
-    root = parse(charts.line_chart([("a<b", [1, 2])], 'x & "y"', "<Loss>"))
+    root = parse(charts.line_chart([("a<b", [1, 2]), ("c&d", [2, 1])], 'x & "y"', "<Loss>"))
     assert root.find("s:title", NS).text == "<Loss>"
-    assert 'x & "y"' in [t.text for t, *_ in texts(root)]
+    words = [t.text for t, *_ in texts(root)]
+    assert {'x & "y"', "a<b", "c&d", "<Loss>"} <= set(words)
+
+
+def test_a_fourth_series_is_refused_not_dropped():
+    with pytest.raises(ValueError, match="at most 3 series"):
+        charts.line_chart([(str(i), [1, 2]) for i in range(4)], "y", "t")
+
+
+def test_a_point_alone_between_gaps_is_a_dot_at_any_length():
+    root = parse(charts.line_chart([("lr", [np.nan] * 49 + [1e-3])], "lr", "Learning rate"))
+    assert len(list(root.iter(f"{{{NS['s']}}}circle"))) == 1
+
+
+@pytest.mark.parametrize(
+    "values", [[1e308, -1e308], [5e-324, 1e-323], [0.0, 5e-324], [1e-320, 1e-300, 1.0], [1e301, 1.0]]
+)
+@pytest.mark.parametrize("log", [False, True])
+def test_extreme_values_draw_or_leave_a_gap(values, log):
+    """Values past LIMIT (or below 1 / LIMIT on a log axis) are gaps; the rest is drawn with two ticks."""
+    root = parse(charts.line_chart([("train", values)], "loss", "Loss", log=log))
+    assert len(y_ticks(root)) >= 2
+    line, _ = points(root)
+    drawable = [v for v in values if abs(v) <= charts.LIMIT and (not log or v >= 1 / charts.LIMIT)]
+    assert len(line) == len(drawable)
 
 
 def test_confusion_chart_writes_every_count_in_its_cell():
@@ -186,6 +234,17 @@ def test_confusion_chart_writes_every_count_in_its_cell():
     assert shades[right].argmax() == 9 and shades[~right].argmax() == 89 and shades.max() == 1  # per kind
 
 
+@pytest.mark.parametrize("k", [1, 30])
+def test_confusion_chart_fits_counts_of_any_size(k):
+    cm = np.full((k, k), 7) + np.diag(np.full(k, 99_990))  # five-digit counts
+    root = parse(charts.confusion_chart(cm, "Confusion matrix"))
+    cells = list(root.iter(f"{{{NS['s']}}}rect"))[1:]
+    counts = [t for t, *_ in texts(root) if t.get("class") == "count"]
+    assert len(cells) == len(counts) == k * k and [int(t.text) for t in counts] == cm.ravel().tolist()
+    side = float(cells[0].get("width"))
+    assert all(charts.text_width(t.text, int(t.get("font-size"))) <= side - 4 for t in counts)
+
+
 @given(
     st.floats(-1e6, 1e6), st.floats(1e-6, 1e6), st.integers(5, 10)
 )  # 5: at least two ticks (a step is at most 2.5x the least)
@@ -199,13 +258,18 @@ def test_nice_ticks(lo, span, count):
     assert len(ticks) >= 2
     assert lo - 1e-9 * abs(lo) - 1e-9 * step <= ticks[0] and ticks[-1] <= lo + span + 1e-9 * (abs(lo) + step)
     assert np.allclose(np.diff(ticks), step)
+    labels = charts.tick_labels(ticks, step)
+    assert len(set(labels)) == len(labels)  # distinct, and each names its tick to within half a step
+    assert all(abs(number(label) - t) <= step / 2 for label, t in zip(labels, ticks, strict=True))
 
 
 @given(st.floats(-30, 30), st.floats(0.01, 30))
 def test_log_ticks(low, decades):
     lo, hi = 10.0**low, 10.0 ** (low + decades)
-    ticks = charts.log_ticks(lo, hi)
+    ticks, step = charts.log_ticks(lo, hi)
     assert 2 <= len(ticks) <= 30
     assert all(lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9) for t in ticks)
-    labels = charts.tick_labels(ticks)
-    assert all(number(label) == pytest.approx(t, rel=1e-2) for label, t in zip(labels, ticks, strict=True))
+    labels = charts.tick_labels(ticks, step)
+    assert len(set(labels)) == len(labels)
+    tolerance = (lambda t: step / 2) if step else (lambda t: 1e-2 * t)
+    assert all(abs(number(label) - t) <= tolerance(t) for label, t in zip(labels, ticks, strict=True))

@@ -98,19 +98,43 @@ def test_evaluate_reads_reproduce_runs(capsys, tmp_path, small_mnist_dir):
         assert 0 < scores["mean_loss"] < 10
 
 
+def clear_target(run_dir):
+    """Makes a run that stopped at its target after epoch 1 resumable: resuming a run with a target would
+    stop again, so its checkpoint's config drops it."""
+    meta = ckpt.load(run_dir / ckpt.CHECKPOINT)[2]
+    assert meta["epoch"] == 1
+    meta["config"]["target_accuracy"] = None
+    with np.load(run_dir / ckpt.CHECKPOINT) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(run_dir / ckpt.CHECKPOINT, **arrays)
+
+
+LEGACY_FIGURES = ("loss_curves.png", "accuracy_curve.png", "confusion.png")  # train's files before SVG
+
+
+@pytest.mark.parametrize("how", ["--resume", "--overwrite"])
+def test_a_run_with_the_old_png_figures_resumes_and_is_overwritten(capsys, tmp_path, small_mnist_dir, how):
+    out, args = tmp_path / "old", ["--data-dir", small_mnist_dir, "--epochs", 2, *FAST]
+    assert run(capsys, "train", "--out", out, *args, "--target-accuracy", 0.01)[0] == 0
+    for name in LEGACY_FIGURES:  # as an earlier version left it
+        (out / name).write_bytes(b"\x89PNG old")
+    if how == "--resume":
+        clear_target(out)
+        code, _, err = run(capsys, "train", "--resume", out)
+    else:
+        code, _, err = run(capsys, "train", "--out", out, "--overwrite", *args)
+    assert code == 0, err
+    names = {p.name for p in out.iterdir()}
+    assert not names & set(LEGACY_FIGURES) and {"loss_curves.svg", "confusion.svg"} <= names
+
+
 def test_resume_continues_to_the_same_result(capsys, tmp_path, small_mnist_dir):
     args = ["--data-dir", small_mnist_dir, "--epochs", 3, "--seed", 5, *FAST]
     assert run(capsys, "train", "--out", tmp_path / "full", *args)[0] == 0
     # an interrupted run: epochs 1 and 2 of the same config, then resumed
     assert run(capsys, "train", "--out", tmp_path / "part", *args, "--target-accuracy", 0.01)[0] == 0
-    meta = ckpt.load(tmp_path / "part" / ckpt.CHECKPOINT)[2]
-    assert meta["epoch"] == 1
-    # the run stopped at its target; resuming a run with a target would stop again, so clear it
-    meta["config"]["target_accuracy"] = None
-    with np.load(tmp_path / "part" / ckpt.CHECKPOINT) as z:
-        arrays = {k: z[k] for k in z.files if k != "meta"}
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(tmp_path / "part" / ckpt.CHECKPOINT, **arrays)
+    clear_target(tmp_path / "part")
     code, _, _ = run(capsys, "train", "--resume", tmp_path / "part")
     assert code == 0
     full = ckpt.load(tmp_path / "full" / ckpt.CHECKPOINT)

@@ -323,7 +323,7 @@ def test_init_schemes_draw_their_variance(scheme, variance):
     assert not np.array_equal(params["W1"], init_params(1, (784, 1000, 10), scheme, jnp.float64)["W1"])
 
 
-@pytest.mark.parametrize("seed", [0, 2**31, 2**32 - 1, 2**40])
+@pytest.mark.parametrize("seed", [0, 2**31, 2**32 - 1])
 def test_an_int_seed_draws_what_its_key_draws(seed):
     """A seed is made into its key inside the jitted draw (one program to compile): the same params."""
     from mlpnn_jax import init_params
