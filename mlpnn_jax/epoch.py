@@ -163,10 +163,12 @@ def _init_opt_state(config, layout):
 def compile_init_state(config, layout, params):
     """Compiles ``init_state``'s optimizer init from the params' shapes (``jax.eval_shape`` of them), so
     that it compiles beside the epoch instead of after it (0.1 s). Returns nothing."""
-    shapes = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=layout.replicated), params
-    )
-    _init_opt_state(config, layout).lower(shapes).compile()
+    _init_opt_state(config, layout).lower(_replicated(layout, params)).compile()
+
+
+def _replicated(layout, tree):
+    """The shapes of ``tree``'s leaves (arrays or ShapeDtypeStructs), replicated on the mesh."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=layout.replicated), tree)
 
 
 @functools.cache  # one jitted epoch per (config, layout): what compile_train_epoch compiled, train runs
@@ -224,11 +226,10 @@ def compile_train_epoch(config, layout, params, n_images, n_test):
     data set loads: the first epoch then finds it compiled. ``params``: the initial params' shapes
     (``jax.eval_shape`` of them); the data: n_images training images (the validation ones included)
     and n_test test images of uint8 pixels. Returns nothing."""
-    replicated = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=layout.replicated)  # noqa: E731
+    replicated = lambda shape, dtype: _replicated(layout, jax.ShapeDtypeStruct(shape, dtype))  # noqa: E731
     dtype, v, input_dim = jnp.dtype(config.dtype), config.validation, params["W1"].shape[0]
-    params = jax.tree.map(lambda a: replicated(a.shape, a.dtype), params)
-    opt_state = jax.eval_shape(optim.make_optimizer(config, layout.steps_per_epoch).init, params)
-    opt_state = jax.tree.map(lambda a: replicated(a.shape, a.dtype), opt_state)
+    params = _replicated(layout, params)
+    opt_state = _replicated(layout, jax.eval_shape(_init_opt_state(config, layout), params))
     images = lambda n: (replicated((n, input_dim), jnp.uint8), replicated((n,), jnp.int32))  # noqa: E731
     stats = (replicated((), dtype), replicated((), dtype))
     data = EpochData(*images(n_images - v), *images(n_test), stats, images(v) if v else ())
