@@ -39,7 +39,7 @@ def compiled_runs(data, preset, hidden):
         dev = E.place_data(layout, config, data, input_stats(x))
         train_epoch = E.make_train_epoch(config, layout)
         state = E.init_state(config, layout, initial_params(config, x.shape[1]))
-        state, metrics, _ = train_epoch(state, np.int32(1), dev)
+        state, metrics, _ = train_epoch(state, np.int32(1), E.epoch_order(config, layout, 1), dev)
         jax.block_until_ready(metrics)
         runs[kind] = [(config, layout, train_epoch), dev, state]
     return runs
@@ -49,9 +49,10 @@ def timed_epochs(runs, repeats):
     """Wall and CPU seconds of ``repeats`` epochs of each kind, interleaved: ({kind: [s]}, {kind: [s]})."""
     wall, cpu = {kind: [] for kind in runs}, {kind: [] for kind in runs}
     for r in range(repeats):
-        for kind, ((_, _, train_epoch), dev, state) in runs.items():
+        for kind, ((config, layout, train_epoch), dev, state) in runs.items():
+            order = E.epoch_order(config, layout, r + 2)
             t, c = time.perf_counter(), time.process_time()
-            runs[kind][2], metrics, _ = train_epoch(state, np.int32(r + 2), dev)
+            runs[kind][2], metrics, _ = train_epoch(state, np.int32(r + 2), order, dev)
             jax.block_until_ready(metrics)
             wall[kind].append(time.perf_counter() - t)
             cpu[kind].append(time.process_time() - c)

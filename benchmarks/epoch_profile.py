@@ -115,7 +115,7 @@ def main():
 
     def epoch(e):
         nonlocal state
-        state, metrics, _ = train_epoch(state, np.int32(e), dev)
+        state, metrics, _ = train_epoch(state, np.int32(e), E.epoch_order(config, layout, e), dev)
         jax.block_until_ready(metrics)
 
     fns["epoch"] = epoch

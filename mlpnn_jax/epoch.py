@@ -1,10 +1,11 @@
 """The compiled epoch: ``make_train_epoch(config, layout)`` returns a pure jitted ``train_epoch``.
 
-An epoch is one jitted ``lax.scan`` over batches drawn from a permutation made on the device; the train
-state is donated, the data stays on the device, and metrics come back once per epoch. The config is
-closed over by the factory, never read while a method traces. Data parallelism is sharding: params are
-replicated over a ``("batch",)`` mesh of every device and each batch is split across it, so one
-process, one host of several GPUs, or several hosts run the same step.
+An epoch is one jitted ``lax.scan`` over batches in an order drawn on the host (``shuffle.epoch_order``:
+no random-number kernel to compile) and gathered on the device; the train state is donated, the data
+stays on the device, and metrics come back once per epoch. The config is closed over by the factory,
+never read while a method traces. Data parallelism is sharding: params are replicated over a
+``("batch",)`` mesh of every device and each batch is split across it, so one process, one host of
+several GPUs, or several hosts run the same step.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mlpnn_jax import optim
+from mlpnn_jax import optim, shuffle
 from mlpnn_jax.augment import draw_steps, warp
 from mlpnn_jax.config import ConfigError
 from mlpnn_jax.data import NUM_CLASSES, scale_pixels
@@ -49,12 +50,14 @@ class Layout:
     """What an epoch needs to know of its data and devices, checked once (``layout``).
 
     Attributes:
-        mesh: the ("batch",) device mesh.  steps_per_epoch: optimizer steps an epoch.
+        mesh: the ("batch",) device mesh.  n_train: training images (the validation ones left out).
+        steps_per_epoch: optimizer steps an epoch.
         image_shape: (side, side) of the images augmentation distorts; None without augmentation.
         test_sharded, validation_sharded: whether those sets split evenly over the devices.
     """
 
     mesh: Any
+    n_train: int
     steps_per_epoch: int
     image_shape: tuple | None
     test_sharded: bool
@@ -113,7 +116,7 @@ def layout(config, mesh, n_images, n_test, input_dim=None):
             f" steps in int32), got {config.epochs}",
         )
     shape = _image_shape(config, input_dim)
-    return Layout(mesh, steps, shape, n_test % n_dev == 0, n_val % n_dev == 0)
+    return Layout(mesh, n_train, steps, shape, n_test % n_dev == 0, n_val % n_dev == 0)
 
 
 def _image_shape(config, input_dim):
@@ -173,16 +176,17 @@ def _replicated(layout, tree):
 
 @functools.cache  # one jitted epoch per (config, layout): what compile_train_epoch compiled, train runs
 def make_train_epoch(config, layout):
-    """The compiled epoch of ``config`` on ``layout``: ``train_epoch(state, epoch, data)``.
+    """The compiled epoch of ``config`` on ``layout``: ``train_epoch(state, epoch, order, data)``.
 
     The returned function is pure and jitted, its state donated: state (params, opt_state) on the mesh,
-    epoch an int32 scalar (1-based; its shuffle is fold_in(key(seed), epoch)), data an EpochData (the
-    model sees (x - mean) / std). It returns (new state, metrics, test outputs): metrics are train_loss,
-    test_loss, test_correct, lr (the learning rate of the epoch's last step), with validation also
-    validation_loss and validation_correct, as device scalars; the test outputs are the class
-    probabilities (m, K) and predicted classes (m,) of the test set, left on the device (the caller
-    fetches the last epoch's only). The test and validation sets are evaluated with the moving average
-    of the weights when the config keeps one.
+    epoch an int32 scalar (1-based), order the epoch's batches of image indices ((steps, batch) int32,
+    ``epoch_order``), data an EpochData (the model sees (x - mean) / std). Its random draws (dropout,
+    augmentation) come from fold_in(key(seed), epoch). It returns (new state, metrics, test outputs):
+    metrics are train_loss, test_loss, test_correct, lr (the learning rate of the epoch's last step),
+    with validation also validation_loss and validation_correct, as device scalars; the test outputs
+    are the class probabilities (m, K) and predicted classes (m,) of the test set, left on the device
+    (the caller fetches the last epoch's only). The test and validation sets are evaluated with the
+    moving average of the weights when the config keeps one.
     """
     optimizer = optim.make_optimizer(config, layout.steps_per_epoch)
     schedule = optim.make_schedule(config, layout.steps_per_epoch)
@@ -195,12 +199,11 @@ def make_train_epoch(config, layout):
         for sharded in (layout.test_sharded, layout.validation_sharded)
     )
 
-    def train_epoch(state, epoch, data):
+    def train_epoch(state, epoch, order, data):
         with jax.default_matmul_precision(config.precision):
-            key = jax.random.fold_in(jax.random.key(config.seed), epoch)
-            perm = jax.random.permutation(key, data.x.shape[0])[: nb * bs].reshape(nb, bs)
-            xs = (perm,)  # the steps' random draws only where they are needed: the plain epoch stays plain
+            xs = (order,)  # the steps' random draws only where they are needed: the plain epoch stays plain
             if noisy:  # step i's keys: split(fold_in(noise_key, i)); its augmentation's draws made here
+                key = jax.random.fold_in(jax.random.key(config.seed), epoch)
                 noise_key = jax.random.fold_in(key, NOISE_STREAM)
                 keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(noise_key, i)))(jnp.arange(nb))
                 xs += (draw_steps(keys[:, 0], bs, layout.image_shape, augment, config.dtype), keys[:, 1])
@@ -225,7 +228,7 @@ def compile_train_epoch(config, layout, params, n_images, n_test):
     """Compiles ``make_train_epoch(config, layout)`` from shapes alone, so that it can compile while the
     data set loads: the first epoch then finds it compiled. ``params``: the initial params' shapes
     (``jax.eval_shape`` of them); the data: n_images training images (the validation ones included)
-    and n_test test images of uint8 pixels. Returns nothing."""
+    and n_test test images of uint8 pixels. Returns the compiled executable (``jax.stages.Compiled``)."""
     replicated = lambda shape, dtype: _replicated(layout, jax.ShapeDtypeStruct(shape, dtype))  # noqa: E731
     dtype, v, input_dim = jnp.dtype(config.dtype), config.validation, params["W1"].shape[0]
     params = _replicated(layout, params)
@@ -234,7 +237,17 @@ def compile_train_epoch(config, layout, params, n_images, n_test):
     stats = (replicated((), dtype), replicated((), dtype))
     data = EpochData(*images(n_images - v), *images(n_test), stats, images(v) if v else ())
     epoch = jax.ShapeDtypeStruct((), jnp.int32)
-    make_train_epoch(config, layout).lower((params, opt_state), epoch, data).compile()
+    order = replicated((layout.steps_per_epoch, config.batch_size), jnp.int32)
+    return make_train_epoch(config, layout).lower((params, opt_state), epoch, order, data).compile()
+
+
+def epoch_order(config, layout, epoch):
+    """The batches of epoch ``epoch`` (1-based), replicated on the mesh: (steps, batch) int32 indices of
+    the training images, from ``shuffle.epoch_order(config.seed, epoch, n_train)`` (the last partial
+    batch left out). Every process draws the same."""
+    steps, batch = layout.steps_per_epoch, config.batch_size
+    order = shuffle.epoch_order(config.seed, epoch, layout.n_train)[: steps * batch]
+    return _global_array(order.reshape(steps, batch), layout.replicated)
 
 
 def _step_fn(config, layout, optimizer):

@@ -283,8 +283,11 @@ def train(config, data, *, params=None, mesh=None, resume=None, on_epoch=None, s
     dev_data = E.place_data(layout, config, data, stats, validation)
     train_epoch, last_good, outputs = E.make_train_epoch(config, layout), None, None
     clock.update(last=time.perf_counter(), before=history[-1]["elapsed"] if history else 0.0)
+    order = E.epoch_order(config, layout, len(history) + 1)
     for epoch in range(len(history) + 1, config.epochs + 1):
-        new_state, metrics, outputs = train_epoch(state, np.int32(epoch), dev_data)
+        new_state, metrics, outputs = train_epoch(state, np.int32(epoch), order, dev_data)
+        if epoch < config.epochs:  # drawn on the host while the device runs this epoch
+            order = E.epoch_order(config, layout, epoch + 1)
         record = _record(epoch, metrics, (x_test.shape[0], config.validation), clock)
         if resume is not None and epoch == len(resume["history"]) + 1:
             record["resumed"] = True  # where the run was continued

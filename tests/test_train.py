@@ -247,16 +247,16 @@ def test_each_epoch_records_its_learning_rate(schedule, small_mnist):
 
 
 def test_train_epoch_is_pure_and_donates_its_state(small_mnist):
-    """The same state, epoch and data give the same result (nothing else is read); the state is donated;
-    and it is the epoch ``train`` runs."""
+    """The same state, epoch, order and data give the same result (nothing else is read); the state is
+    donated; and it is the epoch ``train`` runs."""
     config = small()
     layout = E.layout(config, make_mesh(), 1024, 256, 784)
     data = E.place_data(layout, config, small_mnist, input_stats(small_mnist[0]))
     train_epoch = E.make_train_epoch(config, layout)
-    params, outputs = initial_params(config, 784), []
+    params, outputs, order = initial_params(config, 784), [], E.epoch_order(config, layout, 1)
     for _ in range(2):
         state = E.init_state(config, layout, params)
-        outputs.append(jax.device_get(train_epoch(state, np.int32(1), data)))
+        outputs.append(jax.device_get(train_epoch(state, np.int32(1), order, data)))
         assert state[0]["W1"].is_deleted()
     assert leaves_equal(*outputs)
     first = train(config, small_mnist, on_epoch=lambda record, result: True)
@@ -373,7 +373,8 @@ def test_uint8_pixels_train_bit_for_bit_as_their_floats(small_mnist_dir, augment
         layout = E.layout(config, make_mesh(), 1024, 256, 784)
         dev = E.place_data(layout, config, data, stats)
         state = E.init_state(config, layout, initial_params(config, 784))
-        results.append(jax.device_get(E.make_train_epoch(config, layout)(state, np.int32(1), dev)))
+        order = E.epoch_order(config, layout, 1)
+        results.append(jax.device_get(E.make_train_epoch(config, layout)(state, np.int32(1), order, dev)))
     assert dev.x.dtype == np.float32 and leaves_equal(*results)
 
 
