@@ -232,7 +232,10 @@ def compile_train_epoch(config, layout, params, n_images, n_test):
     replicated = lambda shape, dtype: _replicated(layout, jax.ShapeDtypeStruct(shape, dtype))  # noqa: E731
     dtype, v, input_dim = jnp.dtype(config.dtype), config.validation, params["W1"].shape[0]
     params = _replicated(layout, params)
-    opt_state = _replicated(layout, jax.eval_shape(_init_opt_state(config, layout), params))
+    # the shapes from a plain init, not from the jitted one: the main thread compiles that one meanwhile,
+    # and tracing it here too raced for its caches (train then compiled it again, 1 run in 3)
+    optimizer = optim.make_optimizer(config, layout.steps_per_epoch)
+    opt_state = _replicated(layout, jax.eval_shape(optimizer.init, params))
     images = lambda n: (replicated((n, input_dim), jnp.uint8), replicated((n,), jnp.int32))  # noqa: E731
     stats = (replicated((), dtype), replicated((), dtype))
     data = EpochData(*images(n_images - v), *images(n_test), stats, images(v) if v else ())
