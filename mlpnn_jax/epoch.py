@@ -1,7 +1,7 @@
 """The compiled epoch: ``make_train_epoch(config, layout)`` returns a pure jitted ``train_epoch``.
 
 An epoch is one jitted ``lax.scan`` over batches in an order drawn on the host (``shuffle.epoch_order``:
-no random-number kernel to compile) and gathered on the device; the train state is donated, the data
+no shuffle to compile) and gathered on the device; the train state is donated, the data
 stays on the device, and metrics come back once per epoch. The config is closed over by the factory,
 never read while a method traces. Data parallelism is sharding: params are replicated over a
 ``("batch",)`` mesh of every device and each batch is split across it, so one process, one host of

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from mlpnn_jax import TrainConfig, shuffle
+from mlpnn_jax import TrainConfig, shuffle, train
 from mlpnn_jax import epoch as E
-from mlpnn_jax.trainer import initial_params, input_stats
+from mlpnn_jax.trainer import initial_params, input_stats, split_validation
 
 SEEDS = [0, 1, 2**31, 2**32 - 1]
 
@@ -81,3 +81,30 @@ def test_the_epoch_trains_on_the_order_it_is_given(small_mnist):
     ]
     assert all(np.array_equal(results[0][k], results[1][k]) for k in params)
     assert not np.array_equal(results[0]["W1"], results[2]["W1"])
+
+
+def test_the_order_is_the_same_with_jax_x64_off():
+    """Runs train in JAX's default 32-bit mode (the suite runs in 64-bit)."""
+    with jax.enable_x64(False):
+        for seed, epoch, n in [(0, 1, 60000), (2**32 - 1, 2**31 - 1, 1626), (7, 3, 1625)]:
+            expected = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), n)
+            assert np.array_equal(shuffle.epoch_order(seed, epoch, n), np.asarray(expected))
+
+
+def test_train_takes_each_epoch_in_jax_randoms_order(small_mnist):
+    """train's epochs are jax.random.permutation(fold_in(key(seed), epoch), n_train) in whole batches,
+    the validation images left out: two epochs run by hand in those orders give its params bit for bit."""
+    config = TrainConfig(hidden=(16,), batch_size=64, epochs=2, validation=128, seed=11)
+    result = train(config, small_mnist)
+    data, validation = split_validation(config, small_mnist)
+    layout = E.layout(config, E.make_mesh(), 1024, 256, 784)
+    dev = E.place_data(layout, config, data, input_stats(data[0]), validation)
+    state, train_epoch = (
+        E.init_state(config, layout, initial_params(config, 784)),
+        E.make_train_epoch(config, layout),
+    )
+    for epoch in (1, 2):
+        key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+        order = jax.random.permutation(key, 1024 - 128)[: 14 * 64].reshape(14, 64)
+        state, _, _ = train_epoch(state, np.int32(epoch), order, dev)
+    assert all(np.array_equal(result.train_params[k], np.asarray(state[0][k])) for k in result.train_params)
